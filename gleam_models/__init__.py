@@ -1,0 +1,1 @@
+"""GLEAM models: the shared GLEAM-C encoder, its loss, samplers, trainer and evaluation."""

@@ -1,0 +1,1 @@
+"""Thin wiring: the config composition, the `gleam` CLI, Dagster definitions. No model code here."""

@@ -1,0 +1,206 @@
+"""The one config: `params.yaml`, read through a typed schema, with dotted-key overrides.
+
+Every library package owns the section it consumes; this module only composes them, applies
+overrides (`train.phase1.lr=3e-4`, the same syntax from the CLI and from Dagster's launchpad),
+and knows where each stage writes. DVC reads the same file for its `params:` lists.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import Field, ValidationError
+
+from data_assets.embedded.config import EmbeddedConfig
+from data_assets.errors import ConfigError
+from data_assets.gleamx.config import GleamXDataConfig
+from data_assets.ingest.config import IngestConfig
+from data_assets.io import write_text
+from data_assets.settings import Section
+from data_assets.validation.config import ValidateConfig
+from gleam_models.config import EncoderConfig, EvalConfig, TrainConfig
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+class PathsConfig(Section):
+    data_dir: str = "data"  # datasets and manifests the pipeline writes (DVC-tracked)
+    models_dir: str = "models"  # checkpoints (DVC-tracked)
+    metrics_dir: str = "metrics"  # small JSON metrics, committed to git for `dvc metrics diff`
+    reports_dir: str = "reports"  # pictures and human-readable reports
+    cache_dir: str = ".cache"  # caches that survive `dvc repro` (teacher answers, decoded images)
+
+
+class GleamConfig(Section):
+    paths: PathsConfig = PathsConfig()
+    embedded: EmbeddedConfig = EmbeddedConfig()
+    ingest: IngestConfig
+    # `validate` would shadow a pydantic method, hence the alias; params.yaml says `validate:`.
+    validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
+    gleamx: GleamXDataConfig = GleamXDataConfig()
+    model: EncoderConfig = EncoderConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvalConfig = EvalConfig()
+
+    model_config = {**Section.model_config, "populate_by_name": True}
+
+    def to_params(self) -> dict[str, Any]:
+        """The config as params.yaml would spell it."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded config plus where it lives; every stage output path is derived here, once."""
+
+    cfg: GleamConfig
+    root: Path  # directory of params.yaml; relative paths in the config start here
+    params_path: Path
+    overrides: tuple[str, ...] = field(default=())
+
+    def path(self, p: str | Path) -> Path:
+        p = Path(p)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.cfg.paths.data_dir)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.path(self.cfg.paths.models_dir)
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.path(self.cfg.paths.metrics_dir)
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.path(self.cfg.paths.reports_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.path(self.cfg.paths.cache_dir)
+
+    # -- stage outputs (the same paths dvc.yaml declares) --
+    @property
+    def embedded_dir(self) -> Path:
+        return self.data_dir / "embedded"
+
+    @property
+    def ingested_dir(self) -> Path:
+        return self.data_dir / "ingested"
+
+    @property
+    def validated_dir(self) -> Path:
+        return self.data_dir / "validated"
+
+    @property
+    def ingested_manifest(self) -> Path:
+        return self.ingested_dir / "manifest.parquet"
+
+    @property
+    def validated_manifest(self) -> Path:
+        return self.validated_dir / "manifest.parquet"
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.cfg.to_params(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def save_resolved(self, out_dir: Path, sections: Iterable[str] | None = None) -> Path:
+        """Write the fully resolved config next to a stage's output (all sections by default)."""
+        params = self.cfg.to_params()
+        if sections is not None:
+            params = {k: params[k] for k in ["paths", *sections]}
+        doc = {
+            "params_file": str(self.params_path),
+            "overrides": list(self.overrides),
+            "config_fingerprint": self.fingerprint(),
+            "params": params,
+        }
+        target = Path(out_dir) / "params.resolved.yaml"
+        write_text(target, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+        return target
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (["a","b","c"], value), the value read as a YAML scalar or list."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE with a dotted key, e.g. train.phase1.lr=3e-4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({e})") from None
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node: Any = out
+        for i, k in enumerate(keys[:-1]):
+            where = ".".join(keys[: i + 1])
+            if isinstance(node, list):
+                node = _list_item(node, k, text, where)
+                continue
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {where} is not a section")
+            node = node.setdefault(k, {})
+        last = keys[-1]
+        if isinstance(node, list):
+            _list_item(node, last, text, ".".join(keys))
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"override {text!r}: {'.'.join(keys[:-1])} is not a section")
+    return out
+
+
+def _list_item(node: list, k: str, text: str, where: str) -> Any:
+    if not k.isdigit() or int(k) >= len(node):
+        raise ConfigError(f"override {text!r}: {where} is not an index of a list of {len(node)}")
+    return node[int(k)]
+
+
+def format_validation_error(err: ValidationError, origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join("validate" if p == "validate_" else str(p) for p in e["loc"])
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see params.yaml for the valid keys)"
+        elif "input" in e and e["type"] != "missing":
+            msg = f"{msg} (got {e['input']!r})"
+        lines.append(f"  {loc}: {msg}")
+    return f"{origin}: invalid config\n" + "\n".join(lines)
+
+
+def load_project(params: str | Path | None = None, overrides: Iterable[str] = ()) -> Project:
+    """Read params.yaml (or $GLEAM_PARAMS), apply overrides, validate. Raises ConfigError."""
+    params_path = Path(params or os.environ.get("GLEAM_PARAMS") or DEFAULT_PARAMS).resolve()
+    if not params_path.is_file():
+        raise ConfigError(f"{params_path}: config file not found (pass --params or set GLEAM_PARAMS)")
+    try:
+        raw = yaml.safe_load(params_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{params_path}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{params_path}: top level must be a mapping of sections")
+    overrides = tuple(overrides)
+    merged = apply_overrides(raw, overrides)
+    try:
+        cfg = GleamConfig(**merged)
+    except ValidationError as e:
+        origin = str(params_path) + (f" with overrides {list(overrides)}" if overrides else "")
+        raise ConfigError(format_validation_error(e, origin)) from None
+    return Project(cfg=cfg, root=params_path.parent, params_path=params_path, overrides=overrides)

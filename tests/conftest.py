@@ -1,0 +1,24 @@
+"""Test-wide environment: offline, and nothing written to the user's home."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+_TMP = Path(tempfile.mkdtemp(prefix="gleam-tests-"))
+for var, sub in [("DAGSTER_HOME", "dagster"), ("HF_HOME", "hf"), ("TORCH_HOME", "torch"),
+                 ("MPLCONFIGDIR", "mpl"), ("XDG_CACHE_HOME", "xdg-cache")]:
+    os.environ[var] = str(_TMP / sub)
+    (_TMP / sub).mkdir(parents=True, exist_ok=True)
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return PROJECT_ROOT
