@@ -32,5 +32,6 @@ class TrainConfig(Section):
     phase2: PhaseConfig = PhaseConfig(sampler="similarity", lr=1e-4)
 
 
-class EvalConfig(Section):
-    ks: list[int] = [1, 5, 10]
+from gleam_models.evaluate import EvalConfig  # noqa: E402  (owned by the evaluation module)
+
+__all__ = ["EncoderConfig", "PhaseConfig", "TrainConfig", "EvalConfig"]

@@ -1,0 +1,35 @@
+# The README's two commands are `make run` and `make test`; both set everything up first.
+SHELL := /bin/bash
+ROOT := $(CURDIR)
+# Everything the tools write stays inside the project.
+export PATH := $(ROOT)/.venv/bin:$(PATH)
+export DAGSTER_HOME := $(ROOT)/.dagster
+export HF_HOME := $(ROOT)/.cache/huggingface
+export TORCH_HOME := $(ROOT)/.cache/torch
+export DVC_SITE_CACHE_DIR := $(ROOT)/.dvc/site-cache
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup run test repro ui bench clean
+
+setup:             ## create .venv (project) and .venv-dvc (DVC), install registry assets
+	@bash scripts/setup.sh
+
+run: setup         ## the main job on the embedded default, through Dagster
+	gleam pipeline
+
+test: setup        ## the test suite
+	pytest -q
+
+repro: setup       ## the same stages through DVC
+	dvc repro
+
+ui: setup          ## the Dagster UI on http://127.0.0.1:3000
+	dagster dev -h 127.0.0.1 -p 3000
+
+bench: setup       ## throughput benchmarks (tables printed, JSON under reports/benchmarks/)
+	python benchmarks/train_throughput.py --out reports/benchmarks/train_throughput.json
+
+clean:             ## remove pipeline outputs (not the environments)
+	rm -rf data models reports .dagster .cache

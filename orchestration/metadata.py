@@ -1,0 +1,52 @@
+"""Turn a stage's JSON summary into Dagster metadata the UI renders well (tables, pictures, paths)."""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from dagster import MetadataValue
+
+from orchestration.stages import StageResult
+
+
+def counts_markdown(counts: dict[str, Any]) -> str:
+    """{group: {row: {col: n}}} or {row: {col: n}} -> a markdown table per group."""
+    if counts and all(isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()) for v in counts.values()):
+        return "\n\n".join(f"**{group}**\n\n{counts_markdown(inner)}" for group, inner in counts.items())
+    cols = sorted({c for row in counts.values() if isinstance(row, dict) for c in row})
+    if not cols:
+        return "\n".join(f"- {k}: {v}" for k, v in counts.items())
+    lines = ["| | " + " | ".join(cols) + " | total |", "|---" * (len(cols) + 2) + "|"]
+    for name, row in counts.items():
+        vals = [row.get(c, 0) for c in cols]
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in vals) + f" | {sum(vals)} |")
+    return "\n".join(lines)
+
+
+def image_markdown(images: dict[str, Path], width: int = 256) -> str:
+    parts = []
+    for name, path in images.items():
+        b64 = base64.b64encode(Path(path).read_bytes()).decode()
+        parts.append(f"**{name}**\n\n![{name}](data:image/png;base64,{b64})")
+    return "\n\n".join(parts)
+
+
+def to_metadata(result: StageResult) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for key, value in result.summary.items():
+        if key == "counts" and isinstance(value, dict):
+            meta["counts"] = MetadataValue.md(counts_markdown(value))
+        elif isinstance(value, bool) or value is None:
+            meta[key] = MetadataValue.text(str(value))
+        elif isinstance(value, (int, float)):
+            meta[key] = value
+        elif isinstance(value, str):
+            meta[key] = MetadataValue.text(value)
+        else:
+            meta[key] = MetadataValue.json(value)
+    for key, path in result.outputs.items():
+        meta[f"path_{key}"] = MetadataValue.path(str(path))
+    if result.images:
+        meta["preview"] = MetadataValue.md(image_markdown(result.images))
+    return meta
