@@ -36,7 +36,7 @@ SCHEMA = pa.schema(
         pa.field("query_path", pa.string()),  # relative to dataset_root; null for gallery rows
         pa.field("satellite_path", pa.string(), nullable=False),
         pa.field("query_sha256", pa.string()),
-        pa.field("satellite_sha256", pa.string(), nullable=False),
+        pa.field("satellite_sha256", pa.string()),  # null when the file is missing (validation quarantines it)
         pa.field("lat", pa.float64()),  # of the location, WGS84, where known
         pa.field("lon", pa.float64()),
         pa.field("semi_positive_ids", pa.list_(pa.string())),  # VIGOR: other location_ids

@@ -1,0 +1,271 @@
+"""The embedded default dataset: determinism, cache, split hygiene, derived flags, ground truth vs source."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from PIL import Image
+from pydantic import ValidationError
+
+from data_assets.embedded import EmbeddedConfig, build_embedded_dataset
+from data_assets.embedded import geometry as geo
+from data_assets.embedded import views
+from data_assets.embedded.sources import load_sources
+from data_assets.io import sha256_file
+from data_assets.registry_assets import asset_path
+
+MODALITIES = ("uav", "street_map", "panorama", "ground")
+GT_KEYS = {"region", "gsd_m", "extent_m", "land_cover", "roads", "intersections", "buildings", "trees", "dominant"}
+# a fast configuration for the byte-level determinism / cache checks
+SMALL = dict(tile_px=64, uav_px=64, ground_px=48, panorama_px=(32, 128), uav_views=1, ground_views=1,
+             spacenet_stride_m=48.0, neon_stride_m=32.0)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("embedded") / "default"
+    summary = build_embedded_dataset(EmbeddedConfig(), out)
+    return summary, out, pd.read_csv(out / "manifest.csv", dtype={"derived": str, "semi_positive_ids": str})
+
+
+@pytest.fixture(scope="module")
+def locations(built):
+    _, _, m = built
+    return m.drop_duplicates("location_id").set_index("location_id")
+
+
+def _window(row) -> tuple[int, int, int, int]:
+    return tuple(json.loads(row.query_meta)["source_window_px"])
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+            and p.name != "DATASET.md" and p.name != "metadata.json"}
+
+
+# ---------------------------------------------------------------- build, cache, determinism
+
+def test_summary_and_layout(built):
+    summary, out, m = built
+    assert summary["cached"] is False and summary["out_dir"] == str(out)
+    assert 250 <= summary["locations"] <= 400
+    assert set(m.columns) >= {"query_path", "satellite_path", "location_id", "modality", "split"}
+    assert m.groupby(["modality", "split"]).size().to_dict() == {
+        (mod, s): n for mod, c in summary["counts"].items() for s, n in c.items() if n}
+    for p in set(m.query_path) | set(m.satellite_path):
+        assert not Path(p).is_absolute() and (out / p).is_file()
+    assert sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) < 50 * 2**20
+    sat = Image.open(out / m.satellite_path.iloc[0])
+    assert sat.size == (256, 256)
+    pano = Image.open(out / m[m.modality == "panorama"].query_path.iloc[0])
+    assert pano.size == (512, 128)
+
+
+def test_every_modality_in_both_splits_with_enough_locations(built):
+    _, _, m = built
+    for mod in MODALITIES:
+        sub = m[m.modality == mod]
+        assert set(sub.split) == {"train", "test"}, mod
+        assert sub[sub.split == "test"].location_id.nunique() >= 30, mod
+        assert sub[sub.split == "train"].location_id.nunique() >= 30, mod
+
+
+def test_cache_short_circuit(built):
+    summary, out, _ = built
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    again = build_embedded_dataset(EmbeddedConfig(), out)
+    assert again["cached"] is True and again["fingerprint"] == summary["fingerprint"]
+    assert again["counts"] == summary["counts"] and again["locations"] == summary["locations"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_deterministic_per_seed_and_rebuilt_on_change(tmp_path):
+    a = build_embedded_dataset(EmbeddedConfig(seed=7, **SMALL), tmp_path / "a")
+    b = build_embedded_dataset(EmbeddedConfig(seed=7, **SMALL), tmp_path / "b")
+    assert a["fingerprint"] == b["fingerprint"]
+    assert _tree_bytes(tmp_path / "a") == _tree_bytes(tmp_path / "b")  # manifest and every image byte
+    c = build_embedded_dataset(EmbeddedConfig(seed=8, **SMALL), tmp_path / "a")  # same dir, new config
+    assert c["cached"] is False and c["fingerprint"] != a["fingerprint"]
+    ma = pd.read_csv(tmp_path / "b" / "manifest.csv")
+    mc = pd.read_csv(tmp_path / "a" / "manifest.csv")
+    assert ma.query_meta.tolist() != mc.query_meta.tolist()
+    assert _tree_bytes(tmp_path / "a") != _tree_bytes(tmp_path / "b")
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # no leftover temp dirs
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValidationError):
+        EmbeddedConfig(uav_tilt_deg=(30.0, 80.0))
+    with pytest.raises(ValidationError):
+        EmbeddedConfig(unknown_key=1)
+
+
+# ---------------------------------------------------------------- split hygiene
+
+def test_no_location_in_both_splits_and_no_spatial_overlap(locations):
+    splits = locations.groupby(level=0).split.nunique()
+    assert (splits == 1).all()
+    for assets, group in locations.groupby(locations.query_meta.map(lambda q: tuple(json.loads(q)["source_assets"]))):
+        wins = {s: [_window(r) for r in group[group.split == s].itertuples()] for s in ("train", "test")}
+        for w in wins["test"]:
+            assert not any(geo.overlaps(w, v) for v in wins["train"]), (assets, w)
+
+
+def test_derived_flags(built):
+    _, _, m = built
+    expected = {"uav": "true", "street_map": "false", "panorama": "true", "ground": "true"}
+    for mod, flag in expected.items():
+        sub = m[m.modality == mod]
+        assert set(sub.derived) == {flag}, mod
+        metas = [json.loads(q) for q in sub.query_meta]
+        assert all(q["derived"] == (flag == "true") for q in metas)
+        if flag == "true":
+            assert all(q["derivation"] for q in metas)
+    uav = [json.loads(q) for q in m[m.modality == "uav"].query_meta]
+    assert all(q["altitude_m"] > 0 and 0 <= q["heading_deg"] < 360 and 10 <= q["tilt_deg"] <= 40 for q in uav)
+
+
+# ---------------------------------------------------------------- ground truth vs the sources
+
+def test_ground_truth_schema(locations):
+    for row in locations.itertuples():
+        gt = json.loads(row.ground_truth)
+        assert set(gt) == GT_KEYS
+        assert abs(sum(gt["land_cover"].values()) - 1) < 1e-3
+        assert gt["dominant"] in {"road", "building", "tree", "bare"}
+        assert all(0 <= r["bearing_deg"] < 180 and r["length_m"] > 0 for r in gt["roads"])
+        assert isinstance(gt["intersections"], int) and isinstance(gt["trees"]["count"], int)
+        assert gt["gsd_m"] == pytest.approx(max(gt["extent_m"]) / 256, rel=1e-3)
+
+
+def test_vegas_road_fraction_matches_mask_and_map(built, locations):
+    _, out, m = built
+    mask = tifffile.imread(asset_path("spacenet_vegas_road_mask")) > 0
+    vegas = locations[locations.index.str.startswith("vegas_")]
+    assert len(vegas) >= 20
+    agree = []
+    for loc, row in vegas.iterrows():
+        x0, y0, x1, y1 = _window(row)
+        gt = json.loads(row.ground_truth)
+        assert gt["land_cover"]["road"] == pytest.approx(mask[y0:y1, x0:x1].mean(), abs=1e-3)
+        assert gt["region"] == "las_vegas" and 36.1388 <= row.lat <= 36.1424 and -115.2339 <= row.lon <= -115.2302
+        # the rendered map draws its roads where SpaceNet's mask has them
+        street = m[(m.location_id == loc) & (m.modality == "street_map")].query_path.iloc[0]
+        drawn = np.asarray(Image.open(out / street).convert("RGB")).astype(int)
+        on_road = (np.abs(drawn - np.array(views.MAP_STYLE["background"])).sum(axis=2) > 12)
+        tile_mask = np.asarray(Image.fromarray(mask[y0:y1, x0:x1]).resize(on_road.shape[::-1])) > 0
+        if tile_mask.sum() > 100:
+            agree.append((on_road & tile_mask).sum() / tile_mask.sum())
+        if gt["land_cover"]["road"] > 0.01:
+            assert gt["roads"], loc  # a road in the mask has a centre-line in the tile
+    assert agree and np.mean(agree) > 0.8
+
+
+def _atlanta_footprints():
+    with tifffile.TiffFile(asset_path("spacenet_atlanta_image")) as tif:
+        tie = tif.pages[0].tags["ModelTiepointTag"].value
+        scale = tif.pages[0].tags["ModelPixelScaleTag"].value
+    feats = json.loads(asset_path("spacenet_atlanta_buildings").read_text())["features"]
+    out = []
+    for f in feats:
+        ring = np.array(f["geometry"]["coordinates"][0])[:, :2]
+        origin = ring[0].copy()  # shoelace on raw UTM numbers (~1e6) would lose the centroid to rounding
+        x, y = ring[:, 0] - origin[0], ring[:, 1] - origin[1]
+        xn, yn = np.roll(x, -1), np.roll(y, -1)
+        cross = x * yn - xn * y
+        a = cross.sum() / 2
+        cx, cy = ((x + xn) * cross).sum() / (6 * a), ((y + yn) * cross).sum() / (6 * a)
+        cx, cy = cx + origin[0], cy + origin[1]
+        out.append(((cx - tie[3]) / scale[0], (tie[4] - cy) / scale[1], abs(a)))
+    return out
+
+
+def test_atlanta_buildings_match_footprints(locations):
+    footprints = _atlanta_footprints()
+    atlanta = locations[locations.index.str.startswith("atlanta_")]
+    assert len(atlanta) >= 30
+    for _, row in atlanta.iterrows():
+        x0, y0, x1, y1 = _window(row)
+        inside = [a for px, py, a in footprints if x0 <= px < x1 and y0 <= py < y1]
+        gt = json.loads(row.ground_truth)
+        assert gt["buildings"]["count"] == len(inside)
+        if inside:
+            assert gt["buildings"]["largest_area_m2"] == pytest.approx(max(inside), abs=0.1)
+            assert gt["land_cover"]["building"] > 0
+        assert 33.5 < row.lat < 34.0 and -84.6 < row.lon < -84.3  # Atlanta, from the UTM 16N tags
+
+
+def test_neon_trees_match_crown_boxes(locations):
+    import xml.etree.ElementTree as ET
+    boxes = ET.parse(asset_path("neon_yell_crop2_trees")).getroot().iter("bndbox")
+    centres = [((float(b.findtext("xmin")) + float(b.findtext("xmax"))) / 2,
+                (float(b.findtext("ymin")) + float(b.findtext("ymax"))) / 2) for b in boxes]
+    yell = locations[locations.index.str.startswith("yell2_")]
+    assert len(yell) >= 30
+    for _, row in yell.iterrows():
+        x0, y0, x1, y1 = _window(row)
+        gt = json.loads(row.ground_truth)
+        n = sum(x0 <= cx < x1 and y0 <= cy < y1 for cx, cy in centres)
+        assert gt["trees"]["count"] == n
+        area_ha = (x1 - x0) * 0.1 * (y1 - y0) * 0.1 / 1e4
+        assert gt["trees"]["per_hectare"] == pytest.approx(n / area_ha, abs=0.1)
+        assert gt["region"] == "yellowstone" and pd.isna(row.lat) and gt["roads"] == []
+
+
+# ---------------------------------------------------------------- views stay inside their tile
+
+def test_drone_and_panorama_never_see_outside_the_tile():
+    src = next(s for s in load_sources() if s.key == "yell1")
+    win = (300, 200, 620, 520)
+    marked = Image.new("RGB", src.size, (255, 0, 255))  # anything outside the tile is magenta
+    marked.paste(src.image.crop(win), win[:2])
+    src.image = marked
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        img, alt = views.drone_view(src, win, 96, float(rng.uniform(0, 360)), float(rng.uniform(0, 50)), 1.0)
+        a = np.asarray(img).astype(int)
+        assert alt > 0
+        assert not ((a[..., 0] > 200) & (a[..., 1] < 60) & (a[..., 2] > 200)).any()
+    pano = np.asarray(views.panorama(src, win, 32, 128, 0.3)).astype(int)
+    assert not ((pano[..., 0] > 200) & (pano[..., 1] < 60) & (pano[..., 2] > 200)).any()
+
+
+# ---------------------------------------------------------------- geometry
+
+def test_junctions_count_arms():
+    cross = [np.array([[0, 5], [10, 5]], float), np.array([[5, 0], [5, 10]], float)]
+    tee = [np.array([[0, 5], [10, 5]], float), np.array([[5, 5], [5, 10]], float)]
+    continuation = [np.array([[0, 5], [5, 5]], float), np.array([[5, 5], [10, 5]], float)]
+    assert len(geo.junctions(cross, 0.5)) == 1
+    assert len(geo.junctions(tee, 0.5)) == 1
+    assert geo.junctions(continuation, 0.5) == []
+
+
+def test_length_bearing_and_utm():
+    length, bearing = geo.length_and_bearing([(np.array([0.0, 10.0]), np.array([10.0, 0.0]))], 1.0, 1.0)
+    assert length == pytest.approx(14.142, abs=1e-3) and bearing == pytest.approx(45.0)
+    lat, lon = geo.utm_to_wgs84(630084.30, 4833438.55, 17)  # CN Tower, Toronto (published UTM 17N)
+    assert lat == pytest.approx(43.642567, abs=2e-5) and lon == pytest.approx(-79.387139, abs=2e-5)
+
+
+# ---------------------------------------------------------------- metadata and datasheet
+
+def test_metadata_provenance_and_datasheet(built):
+    summary, out, m = built
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["fingerprint"] == summary["fingerprint"] and meta["seed"] == 0
+    assert meta["counts"] == summary["counts"]
+    assert meta["locations"]["total"] == m.location_id.nunique()
+    licences = {s["package"]: s["licence"] for s in meta["sources"]}
+    assert licences == {"solaris": "CC BY-SA 4.0", "deepforest": "CC0 1.0"}
+    for s in meta["sources"]:
+        assert s["sha256"] == sha256_file(asset_path(s["asset"]))
+        assert s["version"] and s["path_in_package"] and s["attribution"]
+    assert set(meta["derived"]) >= set(MODALITIES)
+    sheet = (out / "DATASET.md").read_text()
+    for needle in ("CC BY-SA 4.0", "CC0", "derived", "street_map", str(meta["locations"]["total"])):
+        assert needle in sheet
