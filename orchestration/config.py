@@ -109,6 +109,14 @@ class Project:
     def validated_manifest(self) -> Path:
         return self.validated_dir / "manifest.parquet"
 
+    @property
+    def gleamx_dir(self) -> Path:
+        return self.data_dir / "gleamx"
+
+    @property
+    def gleamx_revised_dir(self) -> Path:
+        return self.data_dir / "gleamx_revised"
+
     def fingerprint(self) -> str:
         blob = json.dumps(self.cfg.to_params(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -22,3 +22,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
+def embedded_dir(tmp_path_factory) -> Path:
+    """The default embedded dataset, built once per test session (real registry imagery)."""
+    from data_assets.embedded import EmbeddedConfig, build_embedded_dataset
+
+    out = tmp_path_factory.mktemp("embedded-session") / "embedded"
+    build_embedded_dataset(EmbeddedConfig(), out)
+    return out

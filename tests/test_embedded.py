@@ -13,13 +13,17 @@ from pydantic import ValidationError
 
 from data_assets.embedded import EmbeddedConfig, build_embedded_dataset
 from data_assets.embedded import geometry as geo
+from data_assets.embedded import groundtruth
 from data_assets.embedded import views
 from data_assets.embedded.sources import load_sources
 from data_assets.io import sha256_file
 from data_assets.registry_assets import asset_path
 
 MODALITIES = ("uav", "street_map", "panorama", "ground")
-GT_KEYS = {"region", "gsd_m", "extent_m", "land_cover", "roads", "intersections", "buildings", "trees", "dominant"}
+# what each source's labels cover; everything else must be reported as unknown (null), not as 0
+ANNOTATED = {"las_vegas": ["road"], "atlanta": ["building"], "yellowstone": ["tree"], "osbs": ["tree"],
+             "soap": ["tree"]}
+GT_KEYS = {"region", "annotated", "gsd_m", "extent_m", "land_cover", "roads", "intersections", "buildings", "trees", "dominant"}
 # a fast configuration for the byte-level determinism / cache checks
 SMALL = dict(tile_px=64, uav_px=64, ground_px=48, panorama_px=(32, 128), uav_views=1, ground_views=1,
              spacenet_stride_m=48.0, neon_stride_m=32.0)
@@ -135,11 +139,72 @@ def test_ground_truth_schema(locations):
     for row in locations.itertuples():
         gt = json.loads(row.ground_truth)
         assert set(gt) == GT_KEYS
-        assert abs(sum(gt["land_cover"].values()) - 1) < 1e-3
-        assert gt["dominant"] in {"road", "building", "tree", "bare"}
+        assert set(gt["land_cover"]) == {"road", "building", "tree", "other"}
+        known = sum(v for k, v in gt["land_cover"].items() if k != "other" and v is not None)
+        assert gt["land_cover"]["other"] == pytest.approx(1 - known, abs=2e-4)  # other = not an annotated class
+        assert gt["dominant"] in {"road", "building", "tree", "other"}
         assert all(0 <= r["bearing_deg"] < 180 and r["length_m"] > 0 for r in gt["roads"])
-        assert isinstance(gt["intersections"], int) and isinstance(gt["trees"]["count"], int)
         assert gt["gsd_m"] == pytest.approx(max(gt["extent_m"]) / 256, rel=1e-3)
+
+
+def test_annotated_classes_per_region(built, locations):
+    _, out, _ = built
+    regions = set()
+    for row in locations.itertuples():
+        gt = json.loads(row.ground_truth)
+        assert gt["annotated"] == ANNOTATED[gt["region"]], row.Index
+        regions.add(gt["region"])
+    assert regions == set(ANNOTATED)
+    assert json.loads((out / "metadata.json").read_text())["annotated_classes"] == ANNOTATED
+
+
+def test_unannotated_classes_are_null_not_zero(locations):
+    for row in locations.itertuples():
+        gt = json.loads(row.ground_truth)
+        ann = gt["annotated"]
+        for cls in ("road", "building", "tree"):
+            share = gt["land_cover"][cls]
+            assert (share is None) == (cls not in ann), (row.Index, cls)
+            if share is not None:
+                assert 0 <= share <= 1
+        if "road" in ann:
+            assert isinstance(gt["intersections"], int) and gt["intersections"] >= 0
+        else:
+            assert gt["roads"] == [] and gt["intersections"] is None
+        if "building" in ann:
+            assert isinstance(gt["buildings"]["count"], int)
+            assert (gt["buildings"]["largest_area_m2"] is None) == (gt["buildings"]["count"] == 0)
+        else:
+            assert gt["buildings"] == {"count": None, "mean_area_m2": None, "largest_area_m2": None}
+        if "tree" in ann:
+            assert isinstance(gt["trees"]["count"], int) and gt["trees"]["per_hectare"] >= 0
+        else:
+            assert gt["trees"] == {"count": None, "per_hectare": None}
+
+
+def test_dominant_only_names_an_annotated_class(locations):
+    seen = set()
+    for row in locations.itertuples():
+        gt = json.loads(row.ground_truth)
+        cover, dom = gt["land_cover"], gt["dominant"]
+        assert dom != "bare" and dom in gt["annotated"] + ["other"], (row.Index, dom)
+        best = max(cover[c] for c in gt["annotated"])
+        if dom == "other":
+            assert best < groundtruth.MIN_DOMINANT_SHARE, row.Index
+        else:
+            assert cover[dom] == best >= groundtruth.MIN_DOMINANT_SHARE, row.Index
+        seen.add(dom)
+    assert {"tree", "other"} <= seen  # the rule really separates tiles (NEON has dense and sparse canopy)
+
+
+def test_dominant_rule():
+    share = groundtruth.MIN_DOMINANT_SHARE
+    assert groundtruth.dominant({"road": None, "building": 0.6, "tree": None, "other": 0.4}) == "building"
+    assert groundtruth.dominant({"road": None, "building": share / 2, "tree": None, "other": 1 - share / 2}) == "other"
+    assert groundtruth.dominant({"road": 0.2, "building": 0.3, "tree": None, "other": 0.5}) == "building"
+    assert groundtruth.dominant({"road": None, "building": None, "tree": None, "other": 1.0}) == "other"
+    # an unannotated class never wins, however the other fractions look
+    assert groundtruth.dominant({"road": 0.0, "building": None, "tree": None, "other": 1.0}) == "other"
 
 
 def test_vegas_road_fraction_matches_mask_and_map(built, locations):
@@ -193,6 +258,7 @@ def test_atlanta_buildings_match_footprints(locations):
         inside = [a for px, py, a in footprints if x0 <= px < x1 and y0 <= py < y1]
         gt = json.loads(row.ground_truth)
         assert gt["buildings"]["count"] == len(inside)
+        assert gt["land_cover"]["road"] is None and gt["trees"]["count"] is None  # Atlanta labels buildings only
         if inside:
             assert gt["buildings"]["largest_area_m2"] == pytest.approx(max(inside), abs=0.1)
             assert gt["land_cover"]["building"] > 0
@@ -214,6 +280,7 @@ def test_neon_trees_match_crown_boxes(locations):
         area_ha = (x1 - x0) * 0.1 * (y1 - y0) * 0.1 / 1e4
         assert gt["trees"]["per_hectare"] == pytest.approx(n / area_ha, abs=0.1)
         assert gt["region"] == "yellowstone" and pd.isna(row.lat) and gt["roads"] == []
+        assert gt["intersections"] is None and gt["buildings"]["count"] is None  # unlabelled, not absent
 
 
 # ---------------------------------------------------------------- views stay inside their tile
@@ -267,5 +334,8 @@ def test_metadata_provenance_and_datasheet(built):
         assert s["version"] and s["path_in_package"] and s["attribution"]
     assert set(meta["derived"]) >= set(MODALITIES)
     sheet = (out / "DATASET.md").read_text()
-    for needle in ("CC BY-SA 4.0", "CC0", "derived", "street_map", str(meta["locations"]["total"])):
+    for needle in ("CC BY-SA 4.0", "CC0", "derived", "street_map", str(meta["locations"]["total"]),
+                   '"annotated"', "null", str(groundtruth.MIN_DOMINANT_SHARE)):
         assert needle in sheet
+    assert '"bare"' not in sheet
+    assert set(meta["ground_truth_schema"]) == GT_KEYS and meta["builder_version"] == "2"

@@ -30,7 +30,9 @@ from data_assets.errors import DataError
 from data_assets.io import atomic_directory, read_json, sha256_text
 from data_assets.registry_assets import ASSETS
 
-BUILDER_VERSION = "2"  # 2: "annotated" key, null for unannotated classes, dominant "other" not "bare"; bump whenever the output for a given config changes
+# bump whenever the output for a given config changes
+# 2: ground truth gains "annotated"; unannotated classes are null, not 0; dominant is "other", never "bare"
+BUILDER_VERSION = "2"
 SOURCE_ASSETS = tuple(n for n in ASSETS if n.startswith(("spacenet_", "neon_")) and n != "neon_soap_031")
 MANIFEST_COLUMNS = ["query_path", "satellite_path", "location_id", "modality", "split", "lat", "lon",
                     "derived", "semi_positive_ids", "query_meta", "ground_truth"]

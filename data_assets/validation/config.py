@@ -13,3 +13,4 @@ class ValidateConfig(Section):
     max_image_side: int = Field(default=16384, ge=1)
     decode_images: bool = True  # fully decode every image (catches truncated files)
     thumbnails: int = Field(default=6, ge=0)  # sample pairs shown in Dagster metadata
+    workers: int = Field(default=8, ge=1)  # threads that open/decode images (I/O bound, PIL frees the GIL)

@@ -1,5 +1,4 @@
 """Data assets: embedded dataset -> ingested manifest -> validated manifest (+ the GX check)."""
-from __future__ import annotations
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MaterializeResult, asset, asset_check
 
