@@ -6,6 +6,8 @@ the same function the Dagster asset and the DVC stage call (orchestration/stages
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from data_assets.errors import GleamError
+from data_assets.io import read_json
 from orchestration import stages
 from orchestration.config import Project, load_project
 from orchestration.env import configure_environment
@@ -55,6 +58,8 @@ def _project(params: Optional[Path], overrides: Optional[list[str]]) -> Project:
 def _print_result(result: stages.StageResult, seconds: float) -> None:
     table = Table(title=f"{result.name}  ({seconds:.1f} s)", show_header=False, title_justify="left")
     for key, value in result.summary.items():
+        if key == "table":
+            continue
         if isinstance(value, (dict, list)):
             value = json.dumps(value, ensure_ascii=False)
             value = value if len(value) < 400 else value[:400] + " ..."
@@ -62,14 +67,49 @@ def _print_result(result: stages.StageResult, seconds: float) -> None:
     for key, path in result.outputs.items():
         table.add_row(f"output: {key}", str(path))
     console.print(table)
+    if isinstance(result.summary.get("table"), str):
+        console.print(result.summary["table"], highlight=False, markup=False)
 
 
 def _run_stage(name: str, params: Optional[Path], overrides: Optional[list[str]]) -> stages.StageResult:
+    """Run one stage; report to Dagster when launched through Dagster Pipes (training, evaluation)."""
     project = _project(params, overrides)
+    if os.environ.get("DAGSTER_PIPES_CONTEXT") and "LOCAL_RANK" not in os.environ:
+        from dagster_pipes import open_dagster_pipes
+
+        from orchestration.metadata import to_pipes_metadata
+
+        with open_dagster_pipes() as pipes:
+            pipes.log.info(f"gleam: running stage {name} (pid {os.getpid()})")
+            result = _timed(name, project)
+            pipes.report_asset_materialization(metadata=to_pipes_metadata(result))
+        return stages.require_passed(result)
+    return stages.require_passed(_timed(name, project))
+
+
+def _timed(name: str, project: Project) -> stages.StageResult:
     start = time.perf_counter()
-    result = stages.STAGES[name](project)
+    result = _launch_distributed(name, project) or stages.STAGES[name](project)
     _print_result(result, time.perf_counter() - start)
-    return stages.require_passed(result)
+    return result
+
+
+def _launch_distributed(name: str, project: Project) -> stages.StageResult | None:
+    """Training with launch.nproc_per_node > 1: re-run this command under torchrun (DDP), then
+    read the summary rank 0 wrote. Returns None when this process should train itself."""
+    launch = project.cfg.launch
+    if not name.startswith("gleamc_phase") or launch.nproc_per_node == 1 or "LOCAL_RANK" in os.environ:
+        return None
+    command = name.replace("_", "-")
+    overrides = [arg for o in project.overrides for arg in ("--set", o)]
+    rendezvous = [] if launch.torchrun_args else ["--standalone"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", *rendezvous, f"--nproc-per-node={launch.nproc_per_node}",
+           *launch.torchrun_args, "-m", "orchestration.cli", command, "--params", str(project.params_path), *overrides]
+    console.print(f"launching {launch.nproc_per_node} processes: {' '.join(cmd)}", highlight=False)
+    if subprocess.run(cmd).returncode != 0:
+        raise GleamError(f"{command}: distributed training failed (see the rank logs above)")
+    out = project.gleamc_dir(name.removeprefix("gleamc_"))
+    return stages.StageResult(name, {"model": out / "model.safetensors"}, read_json(out / "summary.json"))
 
 
 @app.command("embedded-dataset")
@@ -178,6 +218,43 @@ def revision_import(
     report = import_revision_sheet(project.path(sheet), project.gleamx_dir / "test.jsonl",
                                    project.gleamx_revised_dir / "test.jsonl")
     console.print_json(data=report)
+
+
+@app.command("gleamc-phase1")
+def gleamc_phase1_cmd(params: ParamsOpt = None, set_: SetOpt = None) -> None:
+    """GLEAM-C phase 1: align every modality to satellite with balanced random batches.
+
+    One encoder shared by all views, symmetric InfoNCE with a learnable temperature. Checkpoints
+    every epoch; an interrupted run resumes from the last one. launch.nproc_per_node > 1 runs
+    DDP through torchrun (gloo on CPU, NCCL on GPU).
+
+    Examples:
+      gleam gleamc-phase1 --set train.phase1.epochs=8 --set train.phase1.lr=3e-4
+      gleam gleamc-phase1 --set launch.nproc_per_node=2
+      gleam gleamc-phase1 --set model.backbone=convnext_base.fb_in22k_ft_in1k_384 --set model.weights=/ckpt/convnext_b.safetensors
+    """
+    _run_stage("gleamc_phase1", params, set_)
+
+
+@app.command("gleamc-phase2")
+def gleamc_phase2_cmd(params: ParamsOpt = None, set_: SetOpt = None) -> None:
+    """GLEAM-C phase 2: continue from phase 1 with similarity-sampled hard negatives, lower lr.
+
+    Example: gleam gleamc-phase2 --set train.phase2.sim_neighbours=64
+    """
+    _run_stage("gleamc_phase2", params, set_)
+
+
+@app.command("gleamc-evaluation")
+def gleamc_evaluation_cmd(params: ParamsOpt = None, set_: SetOpt = None) -> None:
+    """Evaluate frozen ImageNet, phase 1 and phase 2 on the test split (R@1/5/10, R@1%, AP, hit rate).
+
+    Writes metrics/gleamc.json (per run, modality and direction) and a picture per run and
+    modality under reports/gleamc/ (each query with its top-5 satellite tiles, the true one outlined).
+
+    Example: gleam gleamc-evaluation --set evaluate.ks=[1,5,10,20]
+    """
+    _run_stage("gleamc_evaluation", params, set_)
 
 
 @app.command("pipeline")

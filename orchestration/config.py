@@ -37,6 +37,12 @@ class PathsConfig(Section):
     cache_dir: str = ".cache"  # caches that survive `dvc repro` (teacher answers, decoded images)
 
 
+class LaunchConfig(Section):
+    nproc_per_node: int = Field(default=1, ge=1)  # training processes on this machine; > 1 = DDP via torchrun
+    # extra torchrun flags for several nodes, e.g. ["--nnodes=2", "--rdzv-backend=c10d", "--rdzv-endpoint=host:29400"]
+    torchrun_args: list[str] = []
+
+
 class GleamConfig(Section):
     paths: PathsConfig = PathsConfig()
     embedded: EmbeddedConfig = EmbeddedConfig()
@@ -46,6 +52,7 @@ class GleamConfig(Section):
     gleamx: GleamXDataConfig = GleamXDataConfig()
     model: EncoderConfig = EncoderConfig()
     train: TrainConfig = TrainConfig()
+    launch: LaunchConfig = LaunchConfig()
     evaluate: EvalConfig = EvalConfig()
 
     model_config = {**Section.model_config, "populate_by_name": True}
@@ -108,6 +115,17 @@ class Project:
     @property
     def validated_manifest(self) -> Path:
         return self.validated_dir / "manifest.parquet"
+
+    def gleamc_dir(self, phase: str) -> Path:
+        return self.models_dir / f"gleamc_{phase}"
+
+    @property
+    def gleamc_metrics(self) -> Path:
+        return self.metrics_dir / "gleamc.json"
+
+    @property
+    def gleamc_figures_dir(self) -> Path:
+        return self.reports_dir / "gleamc"
 
     @property
     def gleamx_dir(self) -> Path:

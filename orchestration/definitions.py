@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import AssetSelection, Definitions, define_asset_job, load_asset_checks_from_modules, load_assets_from_modules
+from dagster import AssetSelection, Definitions, PipesSubprocessClient, define_asset_job, load_asset_checks_from_modules, load_assets_from_modules
 
-from orchestration.assets import data, gleamx
+from orchestration.assets import data, gleamc, gleamx
 from orchestration.env import configure_environment
 from orchestration.resources import GleamConfigResource
 
 configure_environment(Path(__file__).resolve().parents[1])
 
-ASSET_MODULES = [data, gleamx]
+ASSET_MODULES = [data, gleamx, gleamc]
 
 all_assets = load_assets_from_modules(ASSET_MODULES)
 all_checks = load_asset_checks_from_modules(ASSET_MODULES)
@@ -29,5 +29,5 @@ defs = Definitions(
     assets=all_assets,
     asset_checks=all_checks,
     jobs=[gleam_pipeline, gleamx_records_job],
-    resources={"gleam": GleamConfigResource()},
+    resources={"gleam": GleamConfigResource(), "pipes_subprocess_client": PipesSubprocessClient()},
 )

@@ -37,6 +37,8 @@ def to_metadata(result: StageResult) -> dict[str, Any]:
     for key, value in result.summary.items():
         if key == "counts" and isinstance(value, dict):
             meta["counts"] = MetadataValue.md(counts_markdown(value))
+        elif key == "table" and isinstance(value, str):
+            meta["table"] = MetadataValue.md(value)
         elif isinstance(value, bool) or value is None:
             meta[key] = MetadataValue.text(str(value))
         elif isinstance(value, (int, float)):
@@ -50,3 +52,20 @@ def to_metadata(result: StageResult) -> dict[str, Any]:
     if result.images:
         meta["preview"] = MetadataValue.md(image_markdown(result.images))
     return meta
+
+
+def to_pipes_metadata(result: StageResult) -> dict[str, Any]:
+    """The same metadata in Dagster Pipes' wire form (raw values plus a type tag)."""
+    out: dict[str, Any] = {}
+    for key, value in to_metadata(result).items():
+        if isinstance(value, (int, float)):
+            out[key] = value
+        elif isinstance(value, MetadataValue.md("").__class__):
+            out[key] = {"raw_value": value.value, "type": "md"}
+        elif isinstance(value, MetadataValue.path("").__class__):
+            out[key] = {"raw_value": value.value, "type": "path"}
+        elif isinstance(value, MetadataValue.json({}).__class__):
+            out[key] = {"raw_value": value.value, "type": "json"}
+        else:
+            out[key] = {"raw_value": str(getattr(value, "value", value)), "type": "text"}
+    return out

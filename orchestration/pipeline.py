@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import AssetSelection, DagsterEventType, DagsterInstance, materialize
+from dagster import AssetSelection, DagsterEventType, DagsterInstance, PipesSubprocessClient, materialize
 
 from orchestration.config import Project
 from orchestration.resources import GleamConfigResource
@@ -38,7 +38,7 @@ def run_pipeline(project: Project, select: str | None = None) -> dict[str, Any]:
     run_ids: list[str] = []
     with DagsterInstance.get() as instance:
         for selection, partition_key in _plan(select):
-            result = materialize([*all_assets, *all_checks], instance=instance, resources={"gleam": resource},
+            result = materialize([*all_assets, *all_checks], instance=instance, resources={"gleam": resource, "pipes_subprocess_client": PipesSubprocessClient()},
                                  selection=selection, partition_key=partition_key, raise_on_error=False,
                                  run_config=QUIET)
             run_ids.append(result.run_id)

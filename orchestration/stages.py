@@ -109,6 +109,71 @@ def _gleamx_summary(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def gleamc_phase(project: Project, phase: str) -> StageResult:
+    """One GLEAM-C training phase (phase 2 starts from phase 1's final weights). DDP-aware."""
+    import os
+
+    from gleam_models.train import train_phase
+
+    out = project.gleamc_dir(phase)
+    init = project.gleamc_dir("phase1") / "model.safetensors" if phase == "phase2" else None
+    if init is not None and not init.is_file():
+        raise DataError(init, "phase 2 starts from phase 1's weights: run gleamc-phase1 first")
+    summary = train_phase(project.cfg.model, project.cfg.train, phase, project.validated_manifest,
+                          base_dir=project.root, out_dir=out, cache_dir=project.cache_dir / "images",
+                          init_checkpoint=init)
+    if os.environ.get("RANK", "0") == "0":
+        project.save_resolved(out, sections=["model", "train", "launch"])
+        _metrics_csv(out / "metrics.jsonl", out / "metrics.csv")
+    return StageResult(f"gleamc_{phase}", {"model": out / "model.safetensors", "metrics_log": out / "metrics.jsonl"},
+                       summary)
+
+
+def _metrics_csv(jsonl: Path, csv_path: Path) -> None:
+    """DVC plots read CSV, not JSON lines: mirror the training log (step, loss, lr, ...)."""
+    import pandas as pd
+
+    from data_assets.io import atomic_path
+
+    if jsonl.is_file():
+        with atomic_path(csv_path) as tmp:
+            pd.read_json(jsonl, lines=True).to_csv(tmp, index=False)
+
+
+def gleamc_phase1(project: Project) -> StageResult:
+    return gleamc_phase(project, "phase1")
+
+
+def gleamc_phase2(project: Project) -> StageResult:
+    return gleamc_phase(project, "phase2")
+
+
+def gleamc_evaluation(project: Project) -> StageResult:
+    """Retrieval metrics of the frozen ImageNet encoder, phase 1 and phase 2 on the test split."""
+    from gleam_models.embed import make_embed_fn
+    from gleam_models.encoder import load_encoder
+    from gleam_models.evaluate import evaluate_runs, metrics_table
+
+    checkpoints = {"imagenet_frozen": None,
+                   "phase1": project.gleamc_dir("phase1") / "model.safetensors",
+                   "phase2": project.gleamc_dir("phase2") / "model.safetensors"}
+    for name, ckpt in checkpoints.items():
+        if ckpt is not None and not ckpt.is_file():
+            raise DataError(ckpt, f"no {name} model to evaluate: run gleamc-{name} first")
+    cache = project.cache_dir / "images"
+    runs = {name: make_embed_fn(load_encoder(project.cfg.model, ckpt), project.cfg.model, cache)
+            for name, ckpt in checkpoints.items()}
+    metrics = evaluate_runs(project.validated_manifest, project.root, runs, project.cfg.evaluate,
+                            project.gleamc_metrics, project.gleamc_figures_dir)
+    project.save_resolved(project.gleamc_figures_dir, sections=["model", "evaluate"])
+    figures = {f"{run}_{p.stem}": p for run in checkpoints for p in sorted((project.gleamc_figures_dir / run).glob("*.png"))}
+    summary = {"table": metrics_table({k: metrics[k] for k in checkpoints if k in metrics}),
+               **{f"{run}/{mod}/q2s_R@1": d["query_to_satellite"]["R@1"]
+                  for run in checkpoints for mod, d in metrics.get(run, {}).items() if "query_to_satellite" in d}}
+    return StageResult("gleamc_evaluation", {"metrics": project.gleamc_metrics, "figures": project.gleamc_figures_dir},
+                       summary, images=figures)
+
+
 def require_passed(result: StageResult) -> StageResult:
     """CLI/DVC gate: a failed quality gate is an error (Dagster uses a blocking check instead)."""
     if not result.passed:
@@ -123,4 +188,7 @@ STAGES: dict[str, Callable[[Project], StageResult]] = {
     "ingested_manifest": ingested_manifest,
     "validated_manifest": validated_manifest,
     "gleamx_dataset": gleamx_dataset,
+    "gleamc_phase1": gleamc_phase1,
+    "gleamc_phase2": gleamc_phase2,
+    "gleamc_evaluation": gleamc_evaluation,
 }

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.helpers import gleam
+from pipeline_support import gleam
 
 
 def write_params(root: Path, sources: str, extra: str = "") -> Path:

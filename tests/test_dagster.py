@@ -15,7 +15,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from orchestration.definitions import all_assets, all_checks, defs
 from orchestration.resources import GleamConfigResource
-from tests.helpers import PROJECT_ROOT, VENV_BIN, tmp_project
+from pipeline_support import PROJECT_ROOT, VENV_BIN, tmp_project
 
 DATA_ASSETS = ["embedded_dataset", "ingested_manifest", "validated_manifest"]
 
@@ -97,3 +97,47 @@ def test_dagster_webserver_shows_assets_and_check(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# A training run small enough for a test: one modality, 32 px, one epoch.
+TINY_TRAINING = [
+    "train.phase1.epochs=1", "train.phase1.batch_size=8", "train.phase1.modalities=[street_map]",
+    "train.progress=false",
+    "model.input_size={satellite: [32, 32], uav: [32, 32], street_map: [32, 32], panorama: [32, 64], ground: [32, 32]}",
+]
+
+
+def _materialize(params: Path, selection: list[str], overrides: list[str] = ()):
+    from dagster import PipesSubprocessClient
+
+    resources = {"gleam": GleamConfigResource(params_path=str(params), overrides=list(overrides)),
+                 "pipes_subprocess_client": PipesSubprocessClient()}
+    with DagsterInstance.ephemeral() as instance:
+        return materialize([*all_assets, *all_checks], selection=selection, instance=instance,
+                           resources=resources, raise_on_error=False)
+
+
+@pytest.mark.slow
+def test_training_runs_as_a_pipes_subprocess(tmp_path, embedded_dir):
+    params = tmp_project(tmp_path, embedded_dir)
+    result = _materialize(params, [*DATA_ASSETS, "gleamc_phase1"], TINY_TRAINING)
+    assert result.success
+    meta = result.asset_materializations_for_node("gleamc_phase1")[0].metadata
+    assert meta["steps"].value > 0 and "path_model" in meta
+    assert (tmp_path / "models" / "gleamc_phase1" / "model.safetensors").is_file()
+    assert (tmp_path / "models" / "gleamc_phase1" / "metrics.csv").is_file(), "DVC plots read the CSV mirror"
+
+
+def test_failed_validation_check_blocks_downstream_assets(tmp_path, embedded_dir):
+    params = tmp_project(tmp_path, embedded_dir)
+    satellites = sorted((tmp_path / "data" / "embedded" / "images" / "satellite").glob("*"))
+    for path in satellites[:40]:  # ~10% of the locations: far above validate.max_bad_fraction
+        path.write_bytes(path.read_bytes()[:200])  # truncated
+    result = _materialize(params, [*DATA_ASSETS, "gleamc_phase1"], TINY_TRAINING)
+    assert not result.success
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "gx_suite" and not check.passed
+    assert result.asset_materializations_for_node("validated_manifest"), "the report is still materialized"
+    assert not result.asset_materializations_for_node("gleamc_phase1"), "blocked by the failed check"
+    quarantine = (tmp_path / "data" / "validated" / "quarantine.csv").read_text()
+    assert satellites[0].name in quarantine

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PROJECT_ROOT, VENV_BIN
+from pipeline_support import PROJECT_ROOT, VENV_BIN
 
 DVC = PROJECT_ROOT / ".venv-dvc" / "bin" / "dvc"
 
