@@ -71,6 +71,8 @@ class TrainConfig(Section):
     batchnorm: Literal["frozen", "train", "sync"] = "frozen"
     label_smoothing: float = Field(default=0.1, ge=0, lt=1)  # InfoNCE target smoothing (Sample4Geo)
     init_temperature: float = Field(default=0.07, gt=0)  # logit scale starts at 1/T, learned as log
+    # the temperature's lr = this x the phase's lr (Adam moves a log scale ~lr per step: short runs need more)
+    temperature_lr_scale: float = Field(default=1.0, ge=0)
     augment: bool = True  # flips/rot90 (panorama rolled consistently) + light colour jitter
     log_every_steps: int = Field(default=5, ge=1)  # metrics.jsonl row + progress-bar refresh
     keep_checkpoints: int = Field(default=2, ge=1)  # older checkpoints are deleted

@@ -82,13 +82,25 @@ def set_train_mode(encoder: nn.Module, batchnorm: str, frozen: list[str]) -> Non
             m.eval()
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on biases, norm layers and the temperature (1-D / scalar parameters)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
+def param_groups(model: nn.Module, weight_decay: float, temperature_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """No weight decay on biases, norm layers and the temperature (1-D / scalar parameters).
+
+    The temperature (a log scale) gets its own group whose lr is `temperature_lr_scale` times the
+    schedule's: with Adam it moves about lr per step, so at lr 1e-3 a few hundred steps would
+    barely move it from its init. `lr_scale` is read by the training loop every step.
+    """
+    decay, no_decay, temperature = [], [], []
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            if name.endswith("logit_scale"):
+                temperature.append(p)
+            else:
+                (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay, "lr_scale": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}]
+    if temperature:
+        groups.append({"params": temperature, "weight_decay": 0.0, "lr_scale": temperature_lr_scale})
+    return groups
 
 
 # ----------------------------------------------------------------------------- the model of a step
@@ -205,7 +217,7 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
     if train_cfg.batchnorm == "sync" and dist_info.enabled and use_cuda:
         encoder = nn.SyncBatchNorm.convert_sync_batchnorm(encoder)
     model = PairModel(encoder, loss_fn).to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, pcfg.weight_decay), lr=pcfg.lr)
+    optimizer = torch.optim.AdamW(param_groups(model, pcfg.weight_decay, train_cfg.temperature_lr_scale), lr=pcfg.lr)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
     step, seconds, images_seen, neighbours = 0, 0.0, 0, None
@@ -262,7 +274,7 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
             t0 = time.perf_counter()
             lr = lr_at(step, total_steps, pcfg.warmup_steps, pcfg.lr, pcfg.min_lr_ratio)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             step_loss = 0.0
             for micro in range(pcfg.grad_accum):
                 batch = batches[pos * pcfg.grad_accum + micro]
@@ -341,7 +353,8 @@ def similarity_neighbours(encoder: GleamEncoder, pairs: TrainPairs, cache: Image
 def run_fingerprint(model_cfg: EncoderConfig, train_cfg: TrainConfig, pcfg: PhaseConfig,
                     manifest_path: Path, init_checkpoint: Path | None) -> str:
     """What determines the result: configs, seed, the manifest's and the init checkpoint's bytes."""
-    keys = ("seed", "precision", "batchnorm", "label_smoothing", "init_temperature", "augment")
+    keys = ("seed", "precision", "batchnorm", "label_smoothing", "init_temperature", "augment",
+            "temperature_lr_scale")
     blob = {
         "model": model_cfg.model_dump(mode="json"), "phase": pcfg.model_dump(mode="json"),
         "train": {k: getattr(train_cfg, k) for k in keys}, "manifest": sha256_file(manifest_path),

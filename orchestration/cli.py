@@ -67,8 +67,8 @@ def _print_result(result: stages.StageResult, seconds: float) -> None:
     for key, path in result.outputs.items():
         table.add_row(f"output: {key}", str(path))
     console.print(table)
-    if isinstance(result.summary.get("table"), str):
-        console.print(result.summary["table"], highlight=False, markup=False)
+    if isinstance(result.summary.get("table"), str):  # markdown: printed as is, never re-wrapped
+        typer.echo(result.summary["table"], err=True)
 
 
 def _run_stage(name: str, params: Optional[Path], overrides: Optional[list[str]]) -> stages.StageResult:

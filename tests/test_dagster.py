@@ -19,6 +19,25 @@ from pipeline_support import PROJECT_ROOT, VENV_BIN, tmp_project
 
 DATA_ASSETS = ["embedded_dataset", "ingested_manifest", "validated_manifest"]
 
+# A training run small enough for a test: one modality, 32 px, one epoch.
+TINY_TRAINING = [
+    "train.phase1.epochs=1", "train.phase1.batch_size=8", "train.phase1.modalities=[street_map]",
+    "train.progress=false",
+    "model.input_size={satellite: [32, 32], uav: [32, 32], street_map: [32, 32], panorama: [32, 64], ground: [32, 32]}",
+]
+
+
+def _materialize(params: Path, selection: list[str], overrides: list[str] = ()):
+    from dagster import PipesSubprocessClient
+
+    resources = {"gleam": GleamConfigResource(params_path=str(params), overrides=list(overrides)),
+                 "pipes_subprocess_client": PipesSubprocessClient()}
+    with DagsterInstance.ephemeral() as instance:
+        return materialize([*all_assets, *all_checks], selection=selection, instance=instance,
+                           resources=resources, raise_on_error=False)
+
+
+
 
 def test_definitions_wire_assets_check_and_job():
     graph = defs.resolve_asset_graph()
@@ -32,13 +51,7 @@ def test_definitions_wire_assets_check_and_job():
 
 def test_materialize_data_assets_into_a_temp_dir(tmp_path, embedded_dir):
     params = tmp_project(tmp_path, embedded_dir)
-    with DagsterInstance.ephemeral() as instance:
-        result = materialize(
-            [*all_assets, *all_checks],
-            selection=DATA_ASSETS,
-            instance=instance,
-            resources={"gleam": GleamConfigResource(params_path=str(params))},
-        )
+    result = _materialize(params, DATA_ASSETS)
     assert result.success
     assert (tmp_path / "data" / "validated" / "manifest.parquet").is_file()
     assert (tmp_path / "data" / "ingested" / "params.resolved.yaml").is_file()
@@ -52,10 +65,7 @@ def test_materialize_data_assets_into_a_temp_dir(tmp_path, embedded_dir):
 
 def test_launchpad_overrides_reach_the_stage(tmp_path, embedded_dir):
     params = tmp_project(tmp_path, embedded_dir)
-    resource = GleamConfigResource(params_path=str(params), overrides=["validate.thumbnails=1"])
-    with DagsterInstance.ephemeral() as instance:
-        result = materialize([*all_assets, *all_checks], selection=DATA_ASSETS, instance=instance,
-                             resources={"gleam": resource})
+    result = _materialize(params, DATA_ASSETS, ["validate.thumbnails=1"])
     assert result.success
     resolved = (tmp_path / "data" / "validated" / "params.resolved.yaml").read_text()
     assert "validate.thumbnails=1" in resolved
@@ -97,24 +107,6 @@ def test_dagster_webserver_shows_assets_and_check(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-# A training run small enough for a test: one modality, 32 px, one epoch.
-TINY_TRAINING = [
-    "train.phase1.epochs=1", "train.phase1.batch_size=8", "train.phase1.modalities=[street_map]",
-    "train.progress=false",
-    "model.input_size={satellite: [32, 32], uav: [32, 32], street_map: [32, 32], panorama: [32, 64], ground: [32, 32]}",
-]
-
-
-def _materialize(params: Path, selection: list[str], overrides: list[str] = ()):
-    from dagster import PipesSubprocessClient
-
-    resources = {"gleam": GleamConfigResource(params_path=str(params), overrides=list(overrides)),
-                 "pipes_subprocess_client": PipesSubprocessClient()}
-    with DagsterInstance.ephemeral() as instance:
-        return materialize([*all_assets, *all_checks], selection=selection, instance=instance,
-                           resources=resources, raise_on_error=False)
 
 
 @pytest.mark.slow
