@@ -36,15 +36,16 @@ def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_dvc_repro_runs_then_skips(tmp_path):
     assert DVC.is_file(), "DVC's own environment is missing: run `make setup`"
     repo = project_copy(tmp_path / "repo")
-    first = dvc("repro", "validated_manifest", cwd=repo)
+    first = dvc("repro", "gleamx_dataset", cwd=repo)
     assert first.returncode == 0, first.stdout + first.stderr
-    for stage in ["embedded_dataset", "ingested_manifest", "validated_manifest"]:
+    for stage in ["embedded_dataset", "ingested_manifest", "validated_manifest", "gleamx_dataset"]:
         assert f"Running stage '{stage}'" in first.stdout
     assert (repo / "data" / "validated" / "manifest.parquet").is_file()
+    assert (repo / "data" / "gleamx" / "test.jsonl").is_file()
     lock = (repo / "dvc.lock").read_text()
     assert "validated_manifest" in lock and "params.yaml" in lock
 
-    second = dvc("repro", "validated_manifest", cwd=repo)
+    second = dvc("repro", "gleamx_dataset", cwd=repo)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Running stage" not in second.stdout
     assert "didn't change, skipping" in second.stdout
