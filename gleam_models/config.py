@@ -23,6 +23,7 @@ class EncoderConfig(Section):
     weights: str = "registry:mobilenet_v2"
     embed_dim: int | None = Field(default=None, ge=8)  # linear projection; None keeps pooled features
     # input [height, width] per view; panoramas are wide. Small sizes keep the CPU default fast.
+    # 128 px: on the embedded test set 96 px with 2.5x the steps was no better (detail matters more)
     input_size: dict[str, tuple[int, int]] = {
         "satellite": (128, 128), "uav": (128, 128), "street_map": (128, 128),
         "panorama": (128, 256), "ground": (128, 128),
@@ -77,7 +78,7 @@ class TrainConfig(Section):
     log_every_steps: int = Field(default=5, ge=1)  # metrics.jsonl row + progress-bar refresh
     keep_checkpoints: int = Field(default=2, ge=1)  # older checkpoints are deleted
     progress: bool = True  # tqdm progress bar on rank 0
-    phase1: PhaseConfig = PhaseConfig(epochs=4, lr=1e-3)
+    phase1: PhaseConfig = PhaseConfig(epochs=6, lr=1e-3)
     phase2: PhaseConfig = PhaseConfig(epochs=2, lr=2e-4, warmup_steps=0, sampler="similarity")
 
 

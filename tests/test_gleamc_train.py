@@ -17,7 +17,9 @@ from safetensors.torch import load_file
 from data_assets.errors import ConfigError, DataError
 from gleam_models.config import EncoderConfig, PhaseConfig, TrainConfig
 from gleam_models.synthetic import make_synthetic_dataset
-from gleam_models.train import TrainingDiverged, lr_at, train_phase
+from gleam_models.encoder import create_encoder
+from gleam_models.loss import ContrastiveLoss
+from gleam_models.train import PairModel, TrainingDiverged, lr_at, param_groups, train_phase
 
 SMALL = {"satellite": (32, 32), "uav": (32, 32), "street_map": (32, 32), "panorama": (32, 64), "ground": (32, 32)}
 TINY = EncoderConfig(backbone="test_efficientnet", weights="none", embed_dim=16, input_size=SMALL)
@@ -49,6 +51,17 @@ def test_lr_schedule_warms_up_then_decays():
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_temperature_has_its_own_lr_scale_and_no_weight_decay():
+    model = PairModel(create_encoder(TINY), ContrastiveLoss())
+    groups = param_groups(model, weight_decay=0.05, temperature_lr_scale=10.0)
+    grouped = [p for g in groups for p in g["params"]]
+    assert len(grouped) == len(set(map(id, grouped))) == len(list(model.parameters()))  # each once
+    temperature = [g for g in groups if any(p is model.loss.logit_scale for p in g["params"])]
+    assert len(temperature) == 1 and len(temperature[0]["params"]) == 1
+    assert temperature[0]["lr_scale"] == 10.0 and temperature[0]["weight_decay"] == 0.0
+    assert all(g["lr_scale"] == 1.0 for g in groups if g is not temperature[0])
 
 
 def test_two_phases_train_write_outputs_and_skip_when_done(dataset, tmp_path):
