@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from PIL import Image
 from data_assets.errors import ConfigError, DataError
 from data_assets.io import atomic_path, load_image, sha256_text
 from data_assets.manifest import MODALITIES, read_manifest, resolve_query, resolve_satellite
+from gleam_models.samplers import conflict_lists
 
 
 # ----------------------------------------------------------------------------- manifest pairs
@@ -34,6 +35,9 @@ class TrainPairs:
     modalities: list[str]
     location_ids: list[str]  # [L] "<source>/<id>"
     satellite_paths: list[Path]  # [L] one satellite image per location
+    # [L] per location, the locations it may not share a batch with: its semi-positives (overlapping
+    # tiles) in this training set, symmetric; empty arrays when the manifest lists none
+    semi_positives: list[np.ndarray] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.query_paths)
@@ -60,6 +64,8 @@ def load_pairs(manifest_path: Path, base_dir: Path, split: str = "train",
     location_ids = sorted(df["location_id"].unique())
     loc_index = {loc: i for i, loc in enumerate(location_ids)}
     first = df.drop_duplicates("location_id").set_index("location_id")
+    semi = [(loc_index[a], loc_index[b]) for a, ids in zip(df["location_id"], df["semi_positive_ids"])
+            for b in ([] if ids is None else ids) if b in loc_index]  # others are not trained on here
     return TrainPairs(
         query_paths=[resolve_query(r, base_dir) for _, r in df.iterrows()],
         pair_loc=df["location_id"].map(loc_index).to_numpy(np.int64),
@@ -68,6 +74,7 @@ def load_pairs(manifest_path: Path, base_dir: Path, split: str = "train",
         location_ids=location_ids,
         satellite_paths=[resolve_satellite(first.loc[loc].to_dict() | {"location_id": loc}, base_dir)
                          for loc in location_ids],
+        semi_positives=conflict_lists(len(location_ids), semi),
     )
 
 

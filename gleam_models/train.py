@@ -268,7 +268,12 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
             seconds += time.perf_counter() - t0
         batches = epoch_batches(pairs.pair_loc, pairs.pair_mod, pcfg.batch_size, train_cfg.seed, epoch,
                                 neighbours if pcfg.sampler == "similarity" else None,
-                                pcfg.sim_group_size, pcfg.sim_closest_share)
+                                pcfg.sim_group_size, pcfg.sim_closest_share,
+                                conflicts=pairs.semi_positives, multiple_of=dist_info.world_size)
+        short = sum(len(b) < pcfg.batch_size for b in batches)
+        if short and dist_info.is_main and pos == 0:
+            tqdm.write(f"GLEAM-C {phase} epoch {epoch}: {short}/{len(batches)} batches could not be filled "
+                       "with mutually non-overlapping locations and are shorter (see gleam_models/samplers.py)")
         set_train_mode(encoder, train_cfg.batchnorm, pcfg.freeze)
         for pos in range(pos, steps_per_epoch):
             t0 = time.perf_counter()
@@ -301,7 +306,7 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            n_images = 2 * pcfg.batch_size * pcfg.grad_accum
+            n_images = 2 * sum(len(batches[pos * pcfg.grad_accum + m]) for m in range(pcfg.grad_accum))
             seconds += time.perf_counter() - t0
             images_seen += n_images
             window_loss, window_steps, window_images = window_loss + step_loss, window_steps + 1, window_images + n_images

@@ -338,4 +338,54 @@ def test_metadata_provenance_and_datasheet(built):
                    '"annotated"', "null", str(groundtruth.MIN_DOMINANT_SHARE)):
         assert needle in sheet
     assert '"bare"' not in sheet
-    assert set(meta["ground_truth_schema"]) == GT_KEYS and meta["builder_version"] == "2"
+    assert set(meta["ground_truth_schema"]) == GT_KEYS and meta["builder_version"] == "3"
+
+
+# ---------------------------------------------------------------- semi-positives
+
+def _semi(row) -> set[str]:
+    return set(row.semi_positive_ids.split(";")) if isinstance(row.semi_positive_ids, str) else set()
+
+
+def _overlap_share(a, b) -> float:
+    """Recomputed here from the windows: intersection pixels over the tile's pixels."""
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    return iw * ih / ((a[2] - a[0]) * (a[3] - a[1]))
+
+
+def test_semi_positives_are_consistent_per_row(built):
+    _, _, m = built
+    per_loc = m.groupby("location_id").semi_positive_ids.nunique(dropna=False)
+    assert (per_loc == 1).all()  # every query row of a location carries the same list
+
+
+def test_semi_positives_match_the_tile_overlap(locations):
+    semi = {loc: _semi(row) for loc, row in locations.iterrows()}
+    src = {loc: tuple(json.loads(q)["source_assets"]) for loc, q in locations.query_meta.items()}
+    wins = {loc: _window(row) for loc, row in locations.iterrows()}
+    assert sum(map(len, semi.values())) > 0
+    for loc, ids in semi.items():
+        assert loc not in ids and ids <= set(semi), loc
+        for other in ids:
+            assert loc in semi[other], (loc, other)  # symmetric
+            assert locations.at[other, "split"] == locations.at[loc, "split"], (loc, other)
+        expected = {o for o in semi if o != loc and src[o] == src[loc]
+                    and locations.at[o, "split"] == locations.at[loc, "split"]
+                    and _overlap_share(wins[loc], wins[o]) >= 0.25}
+        assert ids == expected, loc
+
+
+def test_semi_positive_stats_and_off_switch(built, locations, tmp_path):
+    _, out, _ = built
+    meta = json.loads((out / "metadata.json").read_text())["semi_positives"]
+    n = locations.semi_positive_ids.map(lambda v: len(v.split(";")) if isinstance(v, str) else 0)
+    assert meta["min_overlap"] == 0.25
+    assert meta["per_location"] == {"locations": len(n), "mean": round(float(n.mean()), 3), "max": int(n.max())}
+    regions = locations.ground_truth.map(lambda g: json.loads(g)["region"])
+    for region, stats in meta["per_region"].items():
+        assert stats["max"] == int(n[regions == region].max()), region
+    assert "Semi-positives" in (out / "DATASET.md").read_text()
+    build_embedded_dataset(EmbeddedConfig(semi_positive_min_overlap=0.0, **SMALL), tmp_path / "off")
+    off = pd.read_csv(tmp_path / "off" / "manifest.csv", dtype={"semi_positive_ids": str})
+    assert off.semi_positive_ids.isna().all()

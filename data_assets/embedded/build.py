@@ -25,14 +25,15 @@ from data_assets.embedded.config import EmbeddedConfig
 from data_assets.embedded.datasheet import datasheet
 from data_assets.embedded import groundtruth
 from data_assets.embedded.sources import Source, load_sources, provenance
-from data_assets.embedded.tiling import Tile, block_of, split_tiles, tile_windows
+from data_assets.embedded.tiling import Tile, block_of, semi_positives, split_tiles, tile_windows
 from data_assets.errors import DataError
 from data_assets.io import atomic_directory, read_json, sha256_text
 from data_assets.registry_assets import ASSETS
 
 # bump whenever the output for a given config changes
 # 2: ground truth gains "annotated"; unannotated classes are null, not 0; dominant is "other", never "bare"
-BUILDER_VERSION = "2"
+# 3: semi_positive_ids filled (same split, same image, tile overlap >= semi_positive_min_overlap)
+BUILDER_VERSION = "3"
 SOURCE_ASSETS = tuple(n for n in ASSETS if n.startswith(("spacenet_", "neon_")) and n != "neon_soap_031")
 MANIFEST_COLUMNS = ["query_path", "satellite_path", "location_id", "modality", "split", "lat", "lon",
                     "derived", "semi_positive_ids", "query_meta", "ground_truth"]
@@ -87,8 +88,8 @@ def make_tiles(cfg: EmbeddedConfig, sources: list[Source]) -> list[Tile]:
 
 # ---------------------------------------------------------------- one location
 
-def render_location(cfg: EmbeddedConfig, tile: Tile) -> tuple[list[dict], dict[str, bytes]]:
-    """Every image of one location and its manifest rows."""
+def render_location(cfg: EmbeddedConfig, tile: Tile, semi: list[str]) -> tuple[list[dict], dict[str, bytes]]:
+    """Every image of one location and its manifest rows (`semi`: its semi-positive location ids)."""
     src, win, loc = tile.source, tile.window, tile.location_id
     rng = _sub_rng(cfg.seed, "views", loc)
     files: dict[str, bytes] = {}
@@ -105,7 +106,7 @@ def render_location(cfg: EmbeddedConfig, tile: Tile) -> tuple[list[dict], dict[s
     def add(modality: str, path: str, derived: bool, meta: dict) -> None:
         rows.append({"query_path": path, "satellite_path": sat_path, "location_id": loc, "modality": modality,
                      "split": tile.split, "lat": lat, "lon": lon, "derived": "true" if derived else "false",
-                     "semi_positive_ids": "", "ground_truth": gt,
+                     "semi_positive_ids": ";".join(semi), "ground_truth": gt,
                      "query_meta": json.dumps({"view": modality, "derived": derived, **meta, **base_meta},
                                               ensure_ascii=False)})
 
@@ -150,6 +151,19 @@ def _counts(manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
             for m in MODALITY_ORDER}
 
 
+def _semi_positive_stats(cfg: EmbeddedConfig, tiles: list[Tile], semi: dict[str, list[str]]) -> dict:
+    """Mean / max number of semi-positives per location, overall and per region."""
+    def stats(group: list[Tile]) -> dict:
+        n = [len(semi[t.location_id]) for t in group]
+        return {"locations": len(n), "mean": round(float(np.mean(n)), 3) if n else 0.0, "max": max(n, default=0)}
+    regions = dict.fromkeys(t.source.region for t in tiles)
+    return {"min_overlap": cfg.semi_positive_min_overlap,
+            "rule": "other locations of the same split and the same source image whose tile overlaps this "
+                    "tile by at least min_overlap of the tile area (0 disables); ids without the source prefix",
+            "per_location": stats(tiles),
+            "per_region": {r: stats([t for t in tiles if t.source.region == r]) for r in regions}}
+
+
 def _cached_summary(out_dir: Path, fp: str) -> dict | None:
     """The previous build's summary if it is complete and has this fingerprint."""
     meta_path, manifest_path = out_dir / "metadata.json", out_dir / "manifest.csv"
@@ -184,8 +198,9 @@ def build_embedded_dataset(cfg: EmbeddedConfig, out_dir: Path) -> dict:
     tiles = make_tiles(cfg, sources)
     if not tiles:
         raise DataError(None, "embedded dataset: no tile survived the content filter; lower min_map_content")
+    semi = semi_positives(tiles, cfg.semi_positive_min_overlap)
     with ThreadPoolExecutor(max_workers=2) as pool:  # PIL resampling / encoding release the GIL
-        results = list(pool.map(lambda t: render_location(cfg, t), tiles))
+        results = list(pool.map(lambda t: render_location(cfg, t, semi[t.location_id]), tiles))
 
     rows = [r for rs, _ in results for r in rs]
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
@@ -206,6 +221,7 @@ def build_embedded_dataset(cfg: EmbeddedConfig, out_dir: Path) -> dict:
         "split": {"method": "spatial blocks", "block_m": {"spacenet": cfg.spacenet_block_m, "neon": cfg.neon_block_m},
                   "rule": "a tile belongs to the block holding its centre; whole blocks go to test; train tiles "
                           "overlapping any test tile are dropped, so no test tile shares a pixel with a train tile"},
+        "semi_positives": _semi_positive_stats(cfg, tiles, semi),
         "derived": DERIVATIONS, "sources": source_prov,
         "ground_truth_schema": groundtruth.SCHEMA,  # computed from the source labels clipped to each tile
         "dominant_min_share": groundtruth.MIN_DOMINANT_SHARE,

@@ -30,6 +30,9 @@ class EmbeddedConfig(Section):
     ground_px: int = Field(default=192, ge=32)  # side of a derived ground photo
     ground_fov_deg: float = Field(default=90.0, gt=10, lt=170)  # horizontal field of view of a ground photo
     jpeg_quality: int = Field(default=90, ge=50, le=100)  # photos are JPEG; maps are PNG
+    # VIGOR-style semi-positives: same-split, same-image locations whose tile shares at least this
+    # share of the tile area (strided tiles are near-duplicates of their neighbours); 0 disables
+    semi_positive_min_overlap: float = Field(default=0.25, ge=0, le=1)
 
     @model_validator(mode="after")
     def _ranges(self) -> "EmbeddedConfig":

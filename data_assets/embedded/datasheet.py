@@ -47,7 +47,16 @@ def datasheet(meta: dict) -> str:
     lines += ["", "## Pairs per modality and split", "", "| modality | train | test | test locations |",
               "| --- | --- | --- | --- |"]
     lines += [f"| {m} | {c['train']} | {c['test']} | {locs['per_modality'][m]['test']} |" for m, c in counts.items()]
-    lines += ["", "## Train/test split", "", f"{meta['split']['method']}: {meta['split']['rule']}.", "",
+    lines += ["", "## Train/test split", "", f"{meta['split']['method']}: {meta['split']['rule']}.", ""]
+    semi = meta["semi_positives"]
+    lines += ["## Semi-positives (manifest column `semi_positive_ids`)", "",
+              f"Tiles are strided with heavy overlap, so a location's neighbours are near-duplicates of its tile. "
+              f"VIGOR-style semi-positives: {semi['rule']}; min_overlap = {semi['min_overlap']}. Evaluation should "
+              "not count them as wrong matches and training should not use them as negatives.", "",
+              "| region | locations | mean per location | max |", "| --- | --- | --- | --- |"]
+    lines += [f"| {r} | {s['locations']} | {s['mean']} | {s['max']} |"
+              for r, s in [*semi["per_region"].items(), ("all", semi["per_location"])]]
+    lines += ["",
               "## Ground truth (manifest column `ground_truth`, JSON)", "", "```", GROUND_TRUTH_SCHEMA.replace("MIN_SHARE", str(meta["dominant_min_share"])), "```", "",
               "Computed from each source's own labels clipped to the tile: Las Vegas road fractions from SpaceNet's "
               "road mask and road lengths/bearings/junctions from its centre-lines; Atlanta building fractions from "

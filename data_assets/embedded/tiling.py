@@ -75,3 +75,29 @@ def split_tiles(tiles: list[Tile], test_fraction: float, rng: np.random.Generato
     train = [Tile(t.source, t.window, t.block, "train") for t in tiles if t.block not in test_blocks
              and not any(overlaps(t.window, u.window) for u in test)]
     return sorted(test + train, key=lambda t: (t.window[1], t.window[0]))
+
+
+def overlap_fraction(a: Window, b: Window) -> float:
+    """Intersection area over the smaller window's area (tiles of one source have one size, so
+    this is "share of the tile" and symmetric)."""
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return iw * ih / smaller
+
+
+def semi_positives(tiles: list[Tile], min_overlap: float) -> dict[str, list[str]]:
+    """VIGOR-style semi-positives: for each location, the other locations of the same split and
+    the same source image whose tile overlaps it by >= min_overlap of the tile area. They are
+    near-duplicates of the true tile, so evaluation should not count them as wrong and training
+    should not use them as negatives. min_overlap == 0 disables (every list empty)."""
+    found: dict[str, list[str]] = {t.location_id: [] for t in tiles}
+    if min_overlap <= 0:
+        return found
+    for i, a in enumerate(tiles):
+        for b in tiles[i + 1:]:
+            if (a.source is b.source and a.split == b.split
+                    and overlap_fraction(a.window, b.window) >= min_overlap):
+                found[a.location_id].append(b.location_id)
+                found[b.location_id].append(a.location_id)
+    return {loc: sorted(ids) for loc, ids in found.items()}
