@@ -29,7 +29,7 @@ ui: setup          ## the Dagster UI on http://127.0.0.1:3000
 	dagster dev -h 127.0.0.1 -p 3000
 
 bench: setup       ## throughput benchmarks (tables printed, JSON under reports/benchmarks/)
-	python benchmarks/train_throughput.py --out reports/benchmarks/train_throughput.json
+	python benchmarks/train_throughput.py --manifest data/validated/manifest.parquet --base-dir . --out reports/benchmarks/train_throughput.json
 
 clean:             ## remove pipeline outputs (not the environments)
 	rm -rf data models reports .dagster .cache
