@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import io
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,20 @@ def counts_markdown(counts: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def image_markdown(images: dict[str, Path], width: int = 256) -> str:
+def image_markdown(images: dict[str, Path], max_width: int = 480) -> str:
+    """Pictures inline as small JPEG data URLs: the event log stores metadata, so keep it light."""
+    from PIL import Image
+
     parts = []
     for name, path in images.items():
-        b64 = base64.b64encode(Path(path).read_bytes()).decode()
-        parts.append(f"**{name}**\n\n![{name}](data:image/png;base64,{b64})")
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if im.width > max_width:
+                im = im.resize((max_width, round(im.height * max_width / im.width)))
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=80)
+        b64 = base64.b64encode(buf.getvalue()).decode()
+        parts.append(f"**{name}**\n\n![{name}](data:image/jpeg;base64,{b64})")
     return "\n\n".join(parts)
 
 

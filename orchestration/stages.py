@@ -166,7 +166,8 @@ def gleamc_evaluation(project: Project) -> StageResult:
     metrics = evaluate_runs(project.validated_manifest, project.root, runs, project.cfg.evaluate,
                             project.gleamc_metrics, project.gleamc_figures_dir)
     project.save_resolved(project.gleamc_figures_dir, sections=["model", "evaluate"])
-    figures = {f"{run}_{p.stem}": p for run in checkpoints for p in sorted((project.gleamc_figures_dir / run).glob("*.png"))}
+    # Dagster shows the final model's pictures; every run's are on disk under reports/gleamc/.
+    figures = {f"phase2_{p.stem}": p for p in sorted((project.gleamc_figures_dir / "phase2").glob("*.png"))}
     summary = {"table": metrics_table({k: metrics[k] for k in checkpoints if k in metrics}),
                **{f"{run}/{mod}/q2s_R@1": d["query_to_satellite"]["R@1"]
                   for run in checkpoints for mod, d in metrics.get(run, {}).items() if "query_to_satellite" in d}}

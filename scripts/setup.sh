@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
+# Nothing outside the project: pip's wheel cache and Dagster's home live here too.
+export PIP_CACHE_DIR=${PIP_CACHE_DIR:-$PWD/.cache/pip}
 VENV=.venv
 DVC_VENV=.venv-dvc
 DVC_SPEC="dvc>=3.60,<4"
@@ -41,6 +43,9 @@ if [ ! -x "$DVC_VENV/bin/dvc" ]; then
   "$PYTHON" -m venv "$DVC_VENV"
   "$DVC_VENV/bin/python" -m pip install --quiet "$DVC_SPEC"
 fi
+# Dagster reads $DAGSTER_HOME/dagster.yaml (telemetry off) before it loads our code: put it there first.
+mkdir -p .dagster
+[ -f .dagster/dagster.yaml ] || cp orchestration/dagster.yaml .dagster/dagster.yaml
 # DVC on PATH wherever the project's environment is active, without sharing its packages.
 ln -sf "../../$DVC_VENV/bin/dvc" "$VENV/bin/dvc"
 echo "setup: ok ($("$VENV/bin/python" -c 'import torch, dagster; print(f"torch {torch.__version__}, dagster {dagster.__version__}")'), $("$VENV/bin/dvc" --version | sed 's/^/dvc /'))"

@@ -14,6 +14,8 @@ for var, sub in [("DAGSTER_HOME", "dagster"), ("HF_HOME", "hf"), ("TORCH_HOME", 
                  ("MPLCONFIGDIR", "mpl"), ("XDG_CACHE_HOME", "xdg-cache")]:
     os.environ[var] = str(_TMP / sub)
     (_TMP / sub).mkdir(parents=True, exist_ok=True)
+# Dagster reads dagster.yaml (telemetry off) from DAGSTER_HOME; without it, it writes ~/.dagster.
+(_TMP / "dagster" / "dagster.yaml").write_text((PROJECT_ROOT / "orchestration" / "dagster.yaml").read_text())
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -81,6 +81,7 @@ def _free_port() -> int:
 def test_dagster_webserver_shows_assets_and_check(tmp_path):
     """The UI the README points at: start the real webserver and ask its GraphQL API."""
     port = _free_port()
+    (tmp_path / "dagster.yaml").write_text((PROJECT_ROOT / "orchestration" / "dagster.yaml").read_text())
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     proc = subprocess.Popen([str(VENV_BIN / "dagster-webserver"), "-m", "orchestration.definitions",
                              "-h", "127.0.0.1", "-p", str(port)], cwd=PROJECT_ROOT, env=env,
