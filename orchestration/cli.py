@@ -169,10 +169,7 @@ def gleamx_dataset_cmd(
     """
     project = _project(params, set_)
     start = time.perf_counter()
-    if modality is None and shard is None:
-        result = stages.gleamx_dataset(project)
-    else:
-        result = stages.gleamx_dataset(project, modality=modality, shard=shard)
+    result = stages.gleamx_dataset(project, modality=modality, shard=shard)
     _print_result(result, time.perf_counter() - start)
 
 

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from dagster import MetadataValue
+from dagster import JsonMetadataValue, MarkdownMetadataValue, MetadataValue, PathMetadataValue
 
 from orchestration.stages import StageResult
 
@@ -70,11 +70,11 @@ def to_pipes_metadata(result: StageResult) -> dict[str, Any]:
     for key, value in to_metadata(result).items():
         if isinstance(value, (int, float)):
             out[key] = value
-        elif isinstance(value, MetadataValue.md("").__class__):
+        elif isinstance(value, MarkdownMetadataValue):
             out[key] = {"raw_value": value.value, "type": "md"}
-        elif isinstance(value, MetadataValue.path("").__class__):
+        elif isinstance(value, PathMetadataValue):
             out[key] = {"raw_value": value.value, "type": "path"}
-        elif isinstance(value, MetadataValue.json({}).__class__):
+        elif isinstance(value, JsonMetadataValue):
             out[key] = {"raw_value": value.value, "type": "json"}
         else:
             out[key] = {"raw_value": str(getattr(value, "value", value)), "type": "text"}

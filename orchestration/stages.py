@@ -85,7 +85,7 @@ def gleamx_dataset(project: Project, modality: str | None = None, shard: int | N
                                       out_dir=project.gleamx_dir, cache_dir=project.cache_dir / "gleamx",
                                       embed_fn=embed_fn, modality=modality, shard=shard)
     project.save_resolved(project.gleamx_dir, sections=["gleamx"])
-    name = "gleamx_dataset" if modality is None and shard is None else f"gleamx_records[{modality}|{shard}]"
+    name = "gleamx_dataset" if modality is None and shard is None else f"gleamx_records({modality}|{shard})"
     return StageResult(name, {"dataset": project.gleamx_dir}, _gleamx_summary(summary))
 
 

@@ -43,7 +43,7 @@ def gx_suite(gleam: GleamConfigResource) -> AssetCheckResult:
         passed=bool(report["passed"]),
         severity=AssetCheckSeverity.ERROR,
         metadata={
-            "bad_fraction": float(report["counts"]["bad_fraction"]) if "counts" in report and "bad_fraction" in report["counts"] else -1.0,
+            "bad_fraction": float(report["counts"]["bad_fraction"]),  # load_report checked the schema
             "failed_expectations": [f.get("name", "?") for f in failed],
             "report": str(project.validated_dir / "report.json"),
         },
