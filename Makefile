@@ -19,7 +19,8 @@ setup:             ## create .venv (project) and .venv-dvc (DVC), install regist
 run: setup         ## the main job on the embedded default, through Dagster
 	gleam pipeline
 
-test: setup        ## the test suite
+test: setup        ## the test suite (first installs Debian's Chromium for the browser test, as root)
+	@bash scripts/install_browser.sh || [ "$${CI:-}" != true ]
 	pytest -q
 
 repro: setup       ## the same stages through DVC

@@ -6,15 +6,18 @@ previous complete file or the new complete file, never a torn one.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from data_assets.errors import DataError
 
@@ -95,19 +98,117 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def load_image(path: str | Path, mode: str = "RGB") -> Image.Image:
-    """Decode an image fully (truncated files fail here, not later in a data loader)."""
+# Largest image decoded (pixels, from the header, checked before any pixel is decoded). The biggest
+# images of the supported datasets are ~2-8 MP; a 169 MP PNG took 1.1 GB to decode. Validation
+# passes validate.max_image_pixels; every other loader uses this default.
+MAX_IMAGE_PIXELS = 40_000_000
+# Bumped whenever load_image can return different pixels for the same file (caches key on it).
+LOADER_VERSION = 2  # 2: EXIF orientation, 16-bit scaling
+_HIGH_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+def open_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
+    """Open an image and read its header only; DataError if it is not one or is too large to decode."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "image file does not exist")
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert(mode)
+        with warnings.catch_warnings():  # PIL warns from 89 MP; the limit below is ours
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
     except UnidentifiedImageError:
         raise DataError(path, "not an image (no decoder recognises its contents)") from None
+    except Image.DecompressionBombError:
+        raise DataError(path, f"image header declares more than {limit:,} pixels; refused before decoding") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(path, f"image cannot be decoded ({e})") from None
+    width, height = im.size
+    if width <= 0 or height <= 0 or width * height > limit:
+        im.close()
+        raise DataError(path, f"image header declares {width} x {height} pixels ({width * height / 1e6:.1f} MP), "
+                              f"outside 1..{limit:,} pixels; refused before decoding")
+    return im
+
+
+def load_image(path: str | Path, mode: str = "RGB", max_pixels: int | None = None) -> Image.Image:
+    """Decode an image fully, the one way every stage does (validation, training, evaluation, teachers).
+
+    Truncated files fail here, not later in a data loader; the size is bounded from the header
+    before decoding; EXIF orientation is applied (a portrait photo loads upright); 16-bit and float
+    images are scaled to 8 bits by their real range instead of being clipped to white.
+    """
+    path = Path(path)
+    with open_image(path, max_pixels) as im:
+        try:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            if im.mode in _HIGH_DEPTH_MODES:
+                im = _to_8bit(im)
+            return im.convert(mode)
+        except Exception as e:  # noqa: BLE001 - hostile files raise many types (OSError, ValueError, struct.error)
+            raise DataError(path, f"image cannot be decoded ({e})") from None
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """16-bit / 32-bit / float grey -> 8-bit grey, scaled by the bit depth its values actually use."""
+    import numpy as np
+
+    arr = np.asarray(im, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{im.mode} image has non-finite pixel values")
+    low, high = float(arr.min()), float(arr.max())
+    if im.mode == "F":
+        scale = (arr - low) / (high - low) if high > low else np.zeros_like(arr)
+    else:
+        if low < 0:
+            arr, high = arr - low, high - low
+        top = 2.0 ** max(8, int(np.ceil(np.log2(high + 1)))) - 1  # 12-bit data in a 16-bit PNG: /4095
+        scale = arr / top
+    return Image.fromarray(np.round(scale * 255).astype(np.uint8), mode="L")
+
+
+def clean_stale_temporaries(path: str | Path, min_age_s: float = 0.0) -> int:
+    """Remove `.<name>.*.tmp` files/folders next to `path` left by killed writers; returns how many.
+
+    A temporary belongs to a writer still running only if that writer holds the output's lock, so
+    call this with the lock held (or give min_age_s to spare fresh ones). Also drops `.<name>.old`.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return 0
+    now, removed = time.time(), 0
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        if not (stale.name.endswith(".tmp") or stale.name == f".{path.name}.old"):
+            continue
+        try:
+            if now - stale.lstat().st_mtime < min_age_s:
+                continue
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+            removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+def clean_stale_tree(root: str | Path, min_age_s: float = 0.0) -> int:
+    """clean_stale_temporaries for every `.*.tmp` under `root` (a stage's output folder)."""
+    root = Path(root)
+    if not root.is_dir():
+        return clean_stale_temporaries(root, min_age_s)
+    removed = clean_stale_temporaries(root, min_age_s)
+    for stale in sorted(root.rglob(".*.tmp"), key=lambda p: len(p.parts), reverse=True):
+        try:
+            if time.time() - stale.lstat().st_mtime < min_age_s:
+                continue
+            shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()
+            removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def resolve_inside(root: str | Path, relative: str | Path) -> Path:

@@ -21,7 +21,12 @@ from data_assets.errors import DataError
 from data_assets.io import atomic_path, resolve_inside
 
 MODALITIES = ("uav", "street_map", "panorama", "ground")  # query views; satellite is the reference
-SPLITS = ("train", "val", "test")
+# Splits. "val" is carved from the training area (every default is chosen on it); "test" is the
+# same-area test split (held-out blocks of the training regions); "test_cross" is the cross-area
+# test split: regions or imagery sources that no train/val location comes from (as VIGOR's
+# cross-area protocol). Sources without a cross-area protocol simply have no "test_cross" rows.
+SPLITS = ("train", "val", "test", "test_cross")
+EVAL_SPLITS = ("test", "test_cross")  # evaluated by default, each with its own galleries
 KINDS = ("pair", "gallery")
 
 SCHEMA = pa.schema(

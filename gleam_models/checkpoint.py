@@ -3,15 +3,21 @@
     checkpoints/step-0000120/
         model.safetensors   encoder + loss temperature (the same format as the final model)
         optimizer.pt        AdamW state, GradScaler state, similarity-sampler neighbour table
-        state.json          step, epoch, position in the epoch, RNG states, config fingerprint, clock
+        rng.safetensors     NumPy / torch (/ CUDA) RNG state arrays
+        state.json          step, epoch, position in the epoch, Python RNG state and NumPy RNG
+                            scalars (plain JSON), config fingerprint, clock
+
+Nothing here is ever unpickled: a checkpoint is data a user can hand in (optimizer.pt is read with
+torch.load(weights_only=True), RNG states are tensors + JSON numbers).
 
 A directory appears only once complete (data_assets.io.atomic_directory), so a run killed at any
 moment resumes from the newest directory present.
 """
 from __future__ import annotations
 
-import base64
-import pickle
+import contextlib
+import errno
+import hashlib
 import random
 import shutil
 from pathlib import Path
@@ -19,32 +25,99 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from data_assets.errors import DataError
 from data_assets.io import atomic_directory, atomic_path, read_json, write_json
 from gleam_models.encoder import checkpoint_metadata, checkpoint_state
 
 
+def weights_fingerprint(path: Path) -> str:
+    """A hash of a safetensors file's tensors (names, dtypes, shapes, values), not of its bytes.
+
+    safetensors writes metadata keys in no fixed order, so identical weights can give files with
+    different bytes; everything that identifies a model (gallery, export, metrics) uses this instead.
+    """
+    from safetensors import safe_open
+
+    digest = hashlib.sha256()
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for name in sorted(f.keys()):
+                tensor = f.get_tensor(name).contiguous()
+                digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+                digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for bad files
+        raise DataError(path, f"not a readable safetensors file ({e})") from None
+    return digest.hexdigest()[:16]
+
+
+def _disk_full(e: Exception, path: Path) -> OSError | None:
+    """torch and safetensors report a full disk as their own errors ('unexpected pos', 'os error 28')."""
+    text = str(e)
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC or any(
+            m in text for m in ("os error 28", "No space left", "unexpected pos", "failed writing file")):
+        return OSError(errno.ENOSPC, "No space left on device", str(path))
+    return None
+
+
+@contextlib.contextmanager
+def _writing(path: Path):
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - re-raised as is unless it is a full disk
+        full = _disk_full(e, path)
+        if full is None:
+            raise
+        raise full from None
+
+
 def save_model(path: Path, encoder, loss, extra_meta: dict | None = None) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _writing(path):
         save_file(checkpoint_state(encoder, loss), str(tmp), metadata=checkpoint_metadata(encoder, extra_meta))
 
 
-def rng_state() -> dict[str, str]:
-    """Python, NumPy and torch RNG states, as base64 text for the JSON state file."""
-    blob = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    return {"pickle_b64": base64.b64encode(pickle.dumps(blob)).decode()}
+RNG_FILE = "rng.safetensors"
 
 
-def restore_rng(state: dict[str, str]) -> None:
-    blob = pickle.loads(base64.b64decode(state["pickle_b64"]))  # our own file, written by rng_state
-    random.setstate(blob["python"])
-    np.random.set_state(blob["numpy"])
-    torch.set_rng_state(blob["torch"])
-    if blob["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(blob["cuda"])
+def save_rng(ckpt_dir: Path) -> dict[str, Any]:
+    """Write NumPy/torch/CUDA RNG arrays to ckpt_dir/rng.safetensors; return the JSON part."""
+    version, mt_state, gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    tensors = {"numpy_keys": torch.from_numpy(np.asarray(np_keys, dtype=np.uint32).view(np.int32).copy()),
+               "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, st in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda_{i}"] = st
+    save_file(tensors, str(ckpt_dir / RNG_FILE))
+    return {"format": "safetensors+json/1", "file": RNG_FILE,
+            "python": {"version": version, "state": list(mt_state), "gauss": gauss},
+            "numpy": {"kind": np_kind, "pos": int(np_pos), "has_gauss": int(np_has_gauss),
+                      "cached_gaussian": float(np_gauss)}}
+
+
+def restore_rng(rng: dict[str, Any], ckpt_dir: Path) -> None:
+    """Restore what save_rng wrote. Refuses the old pickled format instead of unpickling it."""
+    ckpt_dir = Path(ckpt_dir)
+    if "pickle_b64" in rng or rng.get("format") != "safetensors+json/1":
+        raise DataError(ckpt_dir / "state.json", "checkpoint stores its RNG state in an old or unknown format "
+                        "(a pickle, which is never loaded: it could run code); delete this checkpoint "
+                        "directory or start over with --no-resume")
+    try:
+        tensors = load_file(str(ckpt_dir / RNG_FILE))
+        py, npy = rng["python"], rng["numpy"]
+        random.setstate((int(py["version"]), tuple(int(x) for x in py["state"]),
+                         None if py["gauss"] is None else float(py["gauss"])))
+        keys = tensors["numpy_keys"].numpy().view(np.uint32)
+        np.random.set_state((str(npy["kind"]), keys, int(npy["pos"]), int(npy["has_gauss"]),
+                             float(npy["cached_gaussian"])))
+        torch.set_rng_state(tensors["torch"])
+    except Exception as e:  # noqa: BLE001 - a damaged file can fail in many ways
+        raise DataError(ckpt_dir, f"checkpoint RNG state cannot be restored ({e}); delete this checkpoint "
+                                  "directory to resume from the previous one") from None
+    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda_")), key=lambda k: int(k[5:]))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def save_checkpoint(ckpt_root: Path, step: int, encoder, loss, optimizer, scaler,
@@ -52,11 +125,12 @@ def save_checkpoint(ckpt_root: Path, step: int, encoder, loss, optimizer, scaler
     target = ckpt_root / f"step-{step:07d}"
     with atomic_directory(target) as tmp:
         save_model(tmp / "model.safetensors", encoder, loss)
-        torch.save({"optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "neighbours": None if neighbours is None else torch.from_numpy(neighbours)},
-                   tmp / "optimizer.pt")
-        write_json(tmp / "state.json", {**state, "step": step, "rng": rng_state()})
+        with _writing(target):
+            torch.save({"optimizer": optimizer.state_dict(),
+                        "scaler": scaler.state_dict() if scaler is not None else None,
+                        "neighbours": None if neighbours is None else torch.from_numpy(neighbours)},
+                       tmp / "optimizer.pt")
+            write_json(tmp / "state.json", {**state, "step": step, "rng": save_rng(tmp)})
     for old in list_checkpoints(ckpt_root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target

@@ -78,6 +78,9 @@ class TrainConfig(Section):
     log_every_steps: int = Field(default=5, ge=1)  # metrics.jsonl row + progress-bar refresh
     keep_checkpoints: int = Field(default=2, ge=1)  # older checkpoints are deleted
     progress: bool = True  # tqdm progress bar on rank 0
+    # torch CPU threads per process; None = torch's default (OMP_NUM_THREADS, else every core). The
+    # exact weights depend on it (float reduction order); two jobs on one machine: give each a share
+    threads: int | None = Field(default=None, ge=1)
     phase1: PhaseConfig = PhaseConfig(epochs=6, lr=1e-3)
     phase2: PhaseConfig = PhaseConfig(epochs=2, lr=2e-4, warmup_steps=0, sampler="similarity")
 

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from data_assets.errors import ConfigError, DataError
-from data_assets.io import atomic_path, load_image, sha256_text
+from data_assets.io import LOADER_VERSION, atomic_path, load_image, sha256_text
 from data_assets.manifest import MODALITIES, read_manifest, resolve_query, resolve_satellite
 from gleam_models.samplers import conflict_lists
 
@@ -95,7 +95,8 @@ class ImageCache:
             st = os.stat(path)
         except FileNotFoundError:
             raise DataError(path, "image file does not exist") from None
-        return sha256_text(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}")[:32]
+        # LOADER_VERSION: arrays decoded by an older loader (no EXIF turn, clipped 16-bit) are not reused
+        return sha256_text(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}|{LOADER_VERSION}")[:32]
 
     def file(self, key: str, size: tuple[int, int]) -> Path:
         return self.root / f"{size[0]}x{size[1]}" / key[:2] / f"{key}.npy"
@@ -160,8 +161,10 @@ def augment_pair(query: torch.Tensor, sat: torch.Tensor, modality: str, p: dict[
 
     Satellite: random flip + rot90. Panorama: flipped with the satellite and rolled by k*W/4 for a
     k*90 degree rotation (north moves with the satellite; Sample4Geo's VIGOR/CVUSA recipe).
-    Street map: same flip/rotation as the satellite (both north-up overhead views). UAV: its own
-    flip/rotation (drone heading is arbitrary). Ground photo: its own horizontal flip.
+    Street map: same flip/rotation as the satellite (both north-up overhead views). UAV as
+    Sample4Geo's University-1652 recipe: the horizontal flip applied to both views consistently (a
+    mirror image of one view alone shows no real place) and the drone view rotated by its own
+    random k*90 degrees (drone heading is arbitrary). Ground photo: its own horizontal flip.
     """
     k = int(p["sat_rot"][i]) if sat.shape[0] == sat.shape[1] else 0
     flip = bool(p["sat_flip"][i])
@@ -177,7 +180,7 @@ def augment_pair(query: torch.Tensor, sat: torch.Tensor, modality: str, p: dict[
             query = query.flip(1)
         query = torch.rot90(query, k if query.shape[0] == query.shape[1] else 0, dims=(0, 1))
     elif modality == "uav":
-        if bool(p["q_flip"][i]):
+        if flip:  # with the satellite: consistent, as Sample4Geo's U1652DatasetTrain
             query = query.flip(1)
         query = torch.rot90(query, int(p["q_rot"][i]) if query.shape[0] == query.shape[1] else 0, dims=(0, 1))
     elif bool(p["q_flip"][i]):  # ground

@@ -204,3 +204,22 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
         return load_file(str(path)), meta
     except Exception as e:  # noqa: BLE001
         raise DataError(path, f"not a readable safetensors checkpoint ({e})") from None
+
+
+def model_problems(model_cfg: EncoderConfig, checkpoint: Path) -> list[str]:
+    """What is wrong with a trained GLEAM-C model file (empty = fine): non-finite tensors, or an
+    encoder whose embeddings are not unit vectors of the size its metadata states."""
+    state, meta = read_checkpoint(Path(checkpoint))
+    problems = [f"{name}: non-finite values" for name, t in state.items()
+                if t.is_floating_point() and not torch.isfinite(t).all()]
+    if problems:
+        return problems
+    encoder = load_encoder(model_cfg, Path(checkpoint)).eval()
+    h, w = model_cfg.input_size["satellite"]
+    with torch.no_grad():
+        emb = encoder(encoder.normalize(torch.zeros(2, 3, h, w, dtype=torch.uint8)))
+    if tuple(emb.shape) != (2, int(meta.get("embed_dim", encoder.embed_dim))):
+        problems.append(f"embedding shape {tuple(emb.shape)} != (2, {meta.get('embed_dim')}) from the metadata")
+    if not torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-3):
+        problems.append("embeddings are not unit length")
+    return problems

@@ -1,6 +1,8 @@
-"""Retrieval evaluation of GLEAM-C on a manifest: per modality, per direction, per run.
+"""Retrieval evaluation of GLEAM-C on a manifest: per split, modality, direction and run.
 
-For the evaluated split (default "test") and each query modality:
+Evaluated splits (default: "test", the same-area split, and "test_cross", the cross-area split,
+where the manifest has it; see data_assets/manifest.py) each give their own galleries. For each
+split and query modality:
 
 - query_to_satellite: the queries are the pair rows of that modality, except rows whose
   query_meta says {"role": "gallery"} (gallery-only views, e.g. University-1652's gallery_drone
@@ -17,9 +19,13 @@ not mixed into one gallery: each query is ranked against its own source's galler
 per-query outcomes are pooled into one figure per modality and direction (`n_gallery` is then
 the summed gallery size). A source's images never compete with another source's.
 
-Each run (imagenet_frozen, phase1, phase2, ...) is an `EmbedFn`; every distinct image is embedded
-once per run. Metrics are merged into one JSON file (written after each run, so an interrupted
-evaluation keeps the runs it finished), and each run gets a picture per modality.
+Each run (imagenet_frozen, phase1, phase2, ...) is a `Run`: an `EmbedFn` and the fingerprint of
+the weights behind it. Every distinct image is embedded once per run. The metrics of all runs are
+written as ONE file, whole and atomically, once every run is done (gleam_models/metrics_file.py):
+a killed evaluation leaves the previous file as it was, never one model's figures beside
+another's. Each run gets a picture per split and modality.
+Metric definitions are the field's reference ones (gleam_models/metrics.py); a source whose
+queries carry semi-positives is evaluated with the vigor protocol (evaluate.protocol=auto).
 """
 from __future__ import annotations
 
@@ -35,11 +41,12 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from data_assets.errors import ConfigError, DataError, GleamError
-from data_assets.io import read_json, write_json
-from data_assets.manifest import MODALITIES, read_manifest, resolve_query, resolve_satellite
+from data_assets.io import sha256_file
+from data_assets.manifest import EVAL_SPLITS, MODALITIES, read_manifest, resolve_query, resolve_satellite
 from data_assets.settings import Section
 from gleam_models.figures import FigureRow, retrieval_figure, save_figure
 from gleam_models.metrics import rank_queries, rows_per_chunk, summarize, topk
+from gleam_models.metrics_file import headline, metrics_document, metrics_table, write_metrics  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,10 @@ _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # becomes a JSON key an
 
 class EvalConfig(Section):
     ks: list[int] = [1, 5, 10]  # Recall@K cut-offs, reported next to R@1% and AP
-    split: Literal["train", "val", "test"] = "test"  # which manifest split is evaluated
+    # manifest splits evaluated, each with its own galleries; None = "test" and "test_cross" where present
+    splits: list[Literal["train", "val", "test", "test_cross"]] | None = None
+    # auto: vigor counting (Sample4Geo's VIGOR code) where queries carry semi-positives, else University-1652
+    protocol: Literal["auto", "university1652", "vigor"] = "auto"
     modalities: list[str] | None = None  # None = every modality with queries in the split
     directions: list[Direction] = list(DIRECTIONS)  # query->satellite and/or satellite->query
     batch_size: int = Field(default=64, ge=1)  # images per embed call: bounds model memory
@@ -133,16 +143,16 @@ def split_images(manifest_path: Path, base_dir: Path, split: str) -> tuple[pd.Da
     return satellites, queries
 
 
-def evaluated_modalities(queries: pd.DataFrame, cfg: EvalConfig, manifest_path: Path) -> list[str]:
+def evaluated_modalities(queries: pd.DataFrame, cfg: EvalConfig, manifest_path: Path, split: str) -> list[str]:
     asked = queries[~queries["gallery_only"]]
     present = [m for m in MODALITIES if (asked["modality"] == m).any()]
     if cfg.modalities is None:
         if not present:
-            raise DataError(manifest_path, f"split {cfg.split!r} has only gallery-only query rows")
+            raise DataError(manifest_path, f"split {split!r} has only gallery-only query rows")
         return present
     empty = [m for m in cfg.modalities if m not in present]
     if empty:
-        raise DataError(manifest_path, f"modality {empty[0]!r} has no queries in split {cfg.split!r} "
+        raise DataError(manifest_path, f"modality {empty[0]!r} has no queries in split {split!r} "
                                        f"(present: {present or 'none'}); fix evaluate.modalities")
     return list(cfg.modalities)
 
@@ -190,12 +200,45 @@ class EmbeddingCache:
         return np.stack([self.vectors[(images.view, p)] for p in images.paths])
 
 
-def evaluate_runs(manifest_path: Path, base_dir: Path, runs: dict[str, EmbedFn], cfg: EvalConfig,
-                  metrics_path: Path, figures_dir: Path) -> dict:
-    """Evaluate every run; merge into `metrics_path`; draw figures_dir/<run>/<modality>.png.
+@dataclass(frozen=True)
+class Run:
+    """One model to evaluate: how it embeds, and which weights it is (recorded with its figures)."""
 
-    Returns the merged metrics, shaped like the file:
-    {run: {modality: {direction: {"R@1", "R@5", "R@10", "R@1%", "AP", ["hit_rate"], "n_queries", "n_gallery"}}}}
+    embed: EmbedFn
+    weights: str  # gleam_models.checkpoint.weights_fingerprint(...), or "imagenet:<backbone>" for a frozen one
+
+
+def run_fingerprint(checkpoint: Path | None, backbone: str) -> str:
+    """What a run records as its weights: the content hash of its safetensors file, or
+    "imagenet:<backbone>" for the frozen pretrained encoder (no checkpoint)."""
+    if checkpoint is None:
+        return f"imagenet:{backbone}"
+    from gleam_models.checkpoint import weights_fingerprint  # torch: only where a checkpoint is read
+
+    return weights_fingerprint(Path(checkpoint))
+
+
+def evaluated_splits(manifest_path: Path, cfg: EvalConfig) -> list[str]:
+    """cfg.splits, or "test" and "test_cross" where the manifest has query rows of them."""
+    if cfg.splits is not None:
+        return list(dict.fromkeys(cfg.splits))  # split_images says clearly if one is empty
+    df = read_manifest(manifest_path)
+    present = set(df.loc[df["kind"] == "pair", "split"].unique())
+    found = [s for s in EVAL_SPLITS if s in present]
+    if not found:
+        raise DataError(manifest_path, f"no query rows in any of the splits {list(EVAL_SPLITS)} "
+                                       f"(present: {sorted(present) or 'none'}); set evaluate.splits")
+    return found
+
+
+def evaluate_runs(manifest_path: Path, base_dir: Path, runs: dict[str, Run], cfg: EvalConfig,
+                  metrics_path: Path, figures_dir: Path) -> dict:
+    """Evaluate every run on every evaluated split; write `metrics_path` whole; draw figures.
+
+    Returns the document written (see gleam_models/metrics_file.py):
+    {"format", "manifest", "config", "definitions",
+     "runs": {run: {"weights", "splits": {split: {modality: {direction: {"R@1", ..., "R@1%", "AP",
+     "mAP_plain", ["hit_rate"], "n_queries", "n_gallery", "protocol"}}}}}}}
     """
     manifest_path, base_dir, metrics_path, figures_dir = map(Path, (manifest_path, base_dir, metrics_path, figures_dir))
     if not runs:
@@ -203,54 +246,56 @@ def evaluate_runs(manifest_path: Path, base_dir: Path, runs: dict[str, EmbedFn],
     bad = [r for r in runs if not _RUN_NAME.match(r)]
     if bad:
         raise ConfigError(f"evaluate: run name {bad[0]!r} must be letters, digits, '_', '-', '.'")
+    unnamed = [r for r, spec in runs.items() if not isinstance(spec, Run) or not spec.weights]
+    if unnamed:
+        raise ConfigError(f"evaluate: run {unnamed[0]!r} must be a Run(embed, weights) naming its weights")
 
-    satellites, queries = split_images(manifest_path, base_dir, cfg.split)
-    modalities = evaluated_modalities(queries, cfg, manifest_path)
-    plan = {m: {d: retrieval_problems(satellites, queries, m, d) for d in DIRECTIONS} for m in modalities}
-    _check_images_exist(plan, cfg.split)
-    merged = _existing_metrics(metrics_path)
+    plans = {}
+    for split in evaluated_splits(manifest_path, cfg):
+        satellites, queries = split_images(manifest_path, base_dir, split)
+        modalities = evaluated_modalities(queries, cfg, manifest_path, split)
+        plans[split] = {m: {d: retrieval_problems(satellites, queries, m, d) for d in DIRECTIONS} for m in modalities}
+        _check_images_exist(plans[split], split)
+    manifest_sha = sha256_file(manifest_path)
 
-    for run, embed_fn in runs.items():
-        embed = EmbeddingCache(run, embed_fn, cfg.batch_size)
-        result: dict = {}
-        for modality, by_direction in plan.items():
-            result[modality] = {d: _evaluate_direction(by_direction[d], embed, cfg) for d in cfg.directions}
-            for d, values in result[modality].items():
-                log.info("%s %s %s: R@1 %.2f AP %.2f (%d queries)", run, modality, d,
-                         values["R@1"], values["AP"], values["n_queries"])
-            if cfg.figure_rows:
-                rows = _figure_rows(by_direction["query_to_satellite"], embed, cfg)
-                save_figure(retrieval_figure(rows, cfg.figure_tile), figure_path(figures_dir, run, modality))
-        merged[run] = result
-        write_json(metrics_path, merged)  # per run: an interrupted evaluation keeps finished runs
-    return merged
+    results: dict = {}
+    for run, spec in runs.items():
+        embed = EmbeddingCache(run, spec.embed, cfg.batch_size)
+        by_split: dict = {}
+        for split, plan in plans.items():
+            by_split[split] = {}
+            for modality, by_direction in plan.items():
+                by_split[split][modality] = {d: _evaluate_direction(by_direction[d], embed, cfg)
+                                             for d in cfg.directions}
+                for d, values in by_split[split][modality].items():
+                    log.info("%s %s %s %s: R@1 %.2f AP %.2f (%d queries)", run, split, modality, d,
+                             values["R@1"], values["AP"], values["n_queries"])
+                if cfg.figure_rows:
+                    rows = _figure_rows(by_direction["query_to_satellite"], embed, cfg)
+                    save_figure(retrieval_figure(rows, cfg.figure_tile), figure_path(figures_dir, run, modality, split))
+        results[run] = {"weights": spec.weights, "splits": by_split}
+
+    document = metrics_document({"path": str(manifest_path), "sha256": manifest_sha},
+                                cfg.model_dump(mode="json"), results)
+    write_metrics(metrics_path, document)  # once, whole: never one model's figures beside another's
+    return document
 
 
-def figure_path(figures_dir: Path, run: str, modality: str) -> Path:
-    return Path(figures_dir) / run / f"{modality}.png"
-
-
-def metrics_table(metrics: dict) -> str:
-    """A markdown table: one line per run, modality and direction (other entries are skipped)."""
-    lines = [(run, mod, d, v) for run, by_mod in metrics.items() if isinstance(by_mod, dict)
-             for mod, by_dir in by_mod.items() if isinstance(by_dir, dict)
-             for d, v in by_dir.items() if isinstance(v, dict)]
-    columns = list(dict.fromkeys(k for *_, v in lines for k in v))
-    header = ["run", "modality", "direction", *columns]
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run, mod, d, v in lines:
-        cells = [_cell(v.get(c)) for c in columns]
-        out.append("| " + " | ".join([run, mod, d, *cells]) + " |")
-    return "\n".join(out) + "\n"
+def figure_path(figures_dir: Path, run: str, modality: str, split: str = "test") -> Path:
+    """<run>/<modality>.png for the same-area test split, <run>/<split>/<modality>.png for the others."""
+    base = Path(figures_dir) / run
+    return (base if split == "test" else base / split) / f"{modality}.png"
 
 
 def _evaluate_direction(problems: list[Problem], embed: EmbeddingCache, cfg: EvalConfig) -> dict:
     outcomes = []
     for p in problems:
         semi = p.queries.semi if p.queries.semi and any(p.queries.semi) else None
+        protocol = cfg.protocol if cfg.protocol != "auto" else ("vigor" if semi else "university1652")
         outcomes.append(rank_queries(embed(p.queries), p.queries.labels, embed(p.gallery), p.gallery.labels,
                                      semi_positives=semi,
-                                     chunk_rows=rows_per_chunk(len(p.gallery.paths), cfg.chunk_mb)))
+                                     chunk_rows=rows_per_chunk(len(p.gallery.paths), cfg.chunk_mb),
+                                     protocol=protocol))
     return summarize(outcomes, cfg.ks)
 
 
@@ -286,18 +331,6 @@ def _check_images_exist(plan: dict, split: str) -> None:
                                     f"images of split {split!r} are missing)")
 
 
-def _existing_metrics(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    try:
-        data = read_json(path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(path, f"existing metrics file is not valid JSON ({e}); fix or delete it") from None
-    if not isinstance(data, dict):
-        raise DataError(path, "existing metrics file is not a JSON object of runs; fix or delete it")
-    return data
-
-
 def _gallery_only(row: dict, manifest_path: Path) -> bool:
     meta = row["query_meta"]
     if meta is None or (isinstance(meta, float) and np.isnan(meta)) or meta == "":
@@ -313,9 +346,3 @@ def _as_list(value) -> list[str]:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return []
     return [str(v) for v in value]
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.2f}" if isinstance(value, float) else str(value)

@@ -1,16 +1,35 @@
-"""Retrieval metrics for cross-view geo-localization, as the field defines them (percent, 0..100).
+"""Retrieval metrics for cross-view geo-localization, exactly as the field's reference code computes
+them (percent, 0..100), so a figure from this project can be set beside a paper's.
 
-- Recall@K: share of queries with a true gallery item in the top K.
-- Recall@1%: a true item within the top 1% of the gallery. The cut-off is ceil(1% of the gallery
-  size), at least 1: a gallery of 250 gives the top 3 (Sample4Geo's `round()` would give 2).
-- AP: average precision over the whole ranked gallery, per query, then averaged (mAP). Several
-  gallery items may be true for one query (satellite->drone on University-1652).
-- Hit rate (VIGOR): the top-1 item is the positive or one of the query's semi-positives.
+Two protocols, chosen per gallery (`protocol=`):
+
+"university1652" (the University-1652 baseline's `compute_mAP`, copied by Sample4Geo's
+`evaluate/university.py`; the default):
+- R@K: share of queries with a true gallery item in the top K.
+- R@1%: the best true item at 0-based position <= round(N * 0.01) (Python's round, half to even),
+  i.e. 1-based rank <= round(N * 0.01) + 1: a gallery of 951 gives the top 11, 250 the top 3,
+  100 the top 2, 50 the top 1.
+- AP: per query, a trapezoid over the recall steps of the ranked gallery: the i-th true item
+  (0-based) at 1-based rank r adds (1/n_true) * (i/(r-1) + (i+1)/r) / 2, where i/(r-1) is the
+  precision just before it (1 when r = 1): precision is 0 before the first true item, so one true
+  item at rank r > 1 gives 0.5/r, not 1/r. Averaged over queries.
+- Ties: a false item scoring exactly as high as a true one is ranked ahead of it (the reference
+  sorts with argsort, whose order among ties is arbitrary; counting them against the query keeps a
+  collapsed encoder at ~0 instead of at an arbitrary figure).
+
+"vigor" (Sample4Geo's `evaluate/vigor.py`, for galleries with semi-positives, one true tile per query):
+- rank = 1 + the number of gallery items scoring strictly higher than the true tile (ties count
+  for the query, as there); R@K: rank <= K; R@1%: rank <= floor(N / 100), so a gallery under 100
+  tiles gives R@1% = 0, as the reference does.
+- hit rate: a hit only when no tile that is neither the true tile nor one of the query's
+  semi-positives scores strictly higher than the true tile (semi-positives may outrank it).
+- AP is still reported with the University-1652 definition (the VIGOR code reports none).
+
+`mAP_plain` keeps the textbook mean average precision (mean over true items of precision at their
+ranks; one true item at rank r gives 1/r), which this project reported as "AP" before.
 
 A gallery item is true for a query when their labels are equal. Similarity is the inner product
-of L2-normalised float32 rows (cosine). Ties are counted against the query: a false item scoring
-exactly as high as a true one is ranked ahead of it, so a collapsed encoder that maps everything
-to one vector scores ~0, not 100.
+of L2-normalised float32 rows (cosine).
 
 Full similarity rows are needed for AP, so they are computed chunk by chunk (numpy matmul over a
 bounded number of query rows) and never as one dense [queries x gallery] matrix. `topk` uses FAISS
@@ -20,9 +39,8 @@ No torch here: everything is numpy, so the module runs anywhere the embeddings c
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Collection, Sequence
+from typing import Collection, Literal, Sequence
 
 import faiss
 import numpy as np
@@ -33,21 +51,33 @@ from data_assets.errors import DataError
 DEFAULT_CHUNK_MB = 256  # similarity rows held at once; ~10 bytes per (query, gallery) cell in flight
 _BYTES_PER_CELL = 10  # float32 scores + float32 false-only copy + bool masks
 
+Protocol = Literal["university1652", "vigor"]
+PROTOCOLS: tuple[Protocol, ...] = ("university1652", "vigor")
+
 
 @dataclass(frozen=True)
 class QueryOutcomes:
     """Per-query results against one gallery; outcomes from several galleries can be pooled."""
 
-    first_rank: np.ndarray  # int64 [Nq]: 1-based rank of the best-ranked true item
-    ap: np.ndarray  # float64 [Nq]: average precision over the full ranking, 0..1
-    one_percent: np.ndarray  # int64 [Nq]: the top-1% cut-off of the gallery this query saw
-    hit: np.ndarray | None  # bool [Nq]: top-1 is true or semi-positive; None without semi-positives
+    first_rank: np.ndarray  # int64 [Nq]: 1-based rank of the best true item, as the protocol counts ties
+    ap: np.ndarray  # float64 [Nq]: University-1652 average precision (trapezoid), 0..1
+    ap_plain: np.ndarray  # float64 [Nq]: textbook average precision, 0..1
+    one_percent: np.ndarray  # int64 [Nq]: largest 1-based rank that counts for R@1% in this gallery
+    hit: np.ndarray | None  # bool [Nq]: VIGOR hit; None outside the vigor protocol
     n_gallery: int  # size of the gallery these queries were ranked against
+    protocol: Protocol = "university1652"
 
 
-def one_percent_cutoff(n_gallery: int) -> int:
-    """Top 1% of a gallery, rounded up, at least one item (250 -> 3, 100 -> 1, 51355 -> 514)."""
-    return max(1, math.ceil(n_gallery / 100))
+def one_percent_cutoff(n_gallery: int, protocol: Protocol = "university1652") -> int:
+    """Largest 1-based rank inside the "top 1%" of a gallery, as the reference code computes it.
+
+    university1652: round(N * 0.01) + 1 with Python's round (951 -> 11, 250 -> 3, 150 -> 3, 50 -> 1).
+    vigor: N // 100 (951 -> 9, 250 -> 2, 99 -> 0: nothing counts).
+    """
+    if protocol == "vigor":
+        return n_gallery // 100
+    _check_protocol(protocol)
+    return round(n_gallery * 0.01) + 1  # float product and half-to-even on purpose: as the reference
 
 
 def unit_rows(x: np.ndarray, what: str = "embeddings") -> np.ndarray:
@@ -86,8 +116,13 @@ def rank_queries(
     gallery_labels: Sequence[str],
     semi_positives: Sequence[Collection[str]] | None = None,
     chunk_rows: int | None = None,
+    protocol: Protocol = "university1652",
 ) -> QueryOutcomes:
-    """Rank the full gallery for every query and keep what the metrics need, chunk by chunk."""
+    """Rank the full gallery for every query and keep what the metrics need, chunk by chunk.
+
+    `semi_positives` (per query, labels of gallery items) are used by the vigor protocol only.
+    """
+    _check_protocol(protocol)
     q, g = unit_rows(query_emb, "query embeddings"), unit_rows(gallery_emb, "gallery embeddings")
     _check_dims(q, g)
     if len(query_labels) != len(q) or len(gallery_labels) != len(g):
@@ -103,46 +138,54 @@ def rank_queries(
         raise DataError(None, f"{len(orphans)} of {len(q)} queries have no true item in the gallery "
                               f"(e.g. label {query_labels[orphans[0]]!r})")
 
-    semi_index = _semi_positive_index(semi_positives, uniques, gallery_codes)
+    vigor = protocol == "vigor"
+    semi_index = _semi_positive_index(semi_positives or [()] * len(q), uniques, gallery_codes) if vigor else None
     chunk_rows = chunk_rows or rows_per_chunk(len(g))
-    first, ap, hit = [], [], []
+    first, ap, ap_plain, hit = [], [], [], []
     for start in range(0, len(q), chunk_rows):
         stop = min(start + chunk_rows, len(q))
         sims = q[start:stop] @ g.T  # [c, Ng] float32, bounded by chunk_rows
         true_mask = gallery_codes[None, :] == query_codes[start:stop, None]
-        f, a = _true_item_ranks(sims, true_mask)
+        f, a, p = _true_item_ranks(sims, true_mask)
+        if vigor:
+            f, h = _vigor_rank_and_hit(sims, true_mask, semi_index[start:stop])
+            hit.append(h)
         first.append(f)
         ap.append(a)
-        if semi_index is not None:
-            hit.append(_top1_hits(sims, true_mask, semi_index[start:stop]))
+        ap_plain.append(p)
     return QueryOutcomes(
         first_rank=np.concatenate(first),
         ap=np.concatenate(ap),
-        one_percent=np.full(len(q), one_percent_cutoff(len(g)), dtype=np.int64),
-        hit=np.concatenate(hit) if semi_index is not None else None,
+        ap_plain=np.concatenate(ap_plain),
+        one_percent=np.full(len(q), one_percent_cutoff(len(g), protocol), dtype=np.int64),
+        hit=np.concatenate(hit) if vigor else None,
         n_gallery=len(g),
+        protocol=protocol,
     )
 
 
 def summarize(outcomes: QueryOutcomes | Sequence[QueryOutcomes], ks: Sequence[int] = (1, 5, 10)) -> dict:
     """Pool per-query outcomes (one or several galleries) into percentages.
 
-    When pooling, `n_gallery` is the summed size of the galleries, and a gallery without
-    semi-positives counts its plain top-1 hits towards the pooled hit rate.
+    When pooling, `n_gallery` is the summed size of the galleries; each query keeps its own
+    gallery's R@1% cut-off; a university1652 gallery pooled with vigor ones counts its plain top-1
+    towards the pooled hit rate; `protocol` is "mixed" when the galleries' protocols differ.
     """
     parts = [outcomes] if isinstance(outcomes, QueryOutcomes) else list(outcomes)
     first = np.concatenate([p.first_rank for p in parts]) if parts else np.empty(0, np.int64)
     if len(first) == 0:
         raise DataError(None, "no queries to evaluate")
     cutoff = np.concatenate([p.one_percent for p in parts])
-    ap = np.concatenate([p.ap for p in parts])
     out: dict = {f"R@{k}": _percent(first <= k) for k in _check_ks(ks)}
     out["R@1%"] = _percent(first <= cutoff)
-    out["AP"] = 100.0 * float(ap.mean())
+    out["AP"] = 100.0 * float(np.concatenate([p.ap for p in parts]).mean())
+    out["mAP_plain"] = 100.0 * float(np.concatenate([p.ap_plain for p in parts]).mean())
     if any(p.hit is not None for p in parts):
         out["hit_rate"] = _percent(np.concatenate([p.hit if p.hit is not None else p.first_rank == 1 for p in parts]))
     out["n_queries"] = int(len(first))
     out["n_gallery"] = int(sum(p.n_gallery for p in parts))
+    protocols = {p.protocol for p in parts}
+    out["protocol"] = protocols.pop() if len(protocols) == 1 else "mixed"
     return out
 
 
@@ -154,18 +197,23 @@ def retrieval_metrics(
     ks: Sequence[int] = (1, 5, 10),
     semi_positives: Sequence[Collection[str]] | None = None,
     chunk_rows: int | None = None,
+    protocol: Protocol | None = None,
 ) -> dict:
-    """R@K for each K, R@1%, AP (and hit_rate when semi-positives exist), n_queries, n_gallery."""
-    if semi_positives is not None and not any(len(s) for s in semi_positives):
-        semi_positives = None  # hit rate is reported only where semi-positives exist
-    outcomes = rank_queries(query_emb, query_labels, gallery_emb, gallery_labels, semi_positives, chunk_rows)
+    """R@K for each K, R@1%, AP, mAP_plain (and hit_rate under vigor), n_queries, n_gallery, protocol.
+
+    protocol None: "vigor" when some query has semi-positives (VIGOR-style data), else "university1652".
+    """
+    if protocol is None:
+        protocol = "vigor" if semi_positives is not None and any(len(s) for s in semi_positives) else "university1652"
+    outcomes = rank_queries(query_emb, query_labels, gallery_emb, gallery_labels, semi_positives, chunk_rows,
+                            protocol)
     return summarize(outcomes, ks)
 
 
 # --- the ranking itself -------------------------------------------------------------------------
 
-def _true_item_ranks(sims: np.ndarray, true_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First true rank and AP per row, from full similarity rows.
+def _true_item_ranks(sims: np.ndarray, true_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First true rank, University-1652 AP and plain AP per row, from full similarity rows.
 
     With the true scores of a row sorted descending, the i-th true item (0-based) sits at rank
     1 + i + (number of false items scoring >= it): ties with false items count against us.
@@ -178,11 +226,27 @@ def _true_item_ranks(sims: np.ndarray, true_mask: np.ndarray) -> tuple[np.ndarra
         rows = np.flatnonzero(n_true > j)
         block = false_scores if len(rows) == len(sims) else false_scores[rows]
         ahead[rows, j] = (block >= true_scores[rows, j, None]).sum(axis=1)
-    position = np.arange(true_scores.shape[1]) + 1  # how many true items up to and including this one
-    ranks = ahead + position
-    valid = position[None, :] <= n_true[:, None]
-    precision = np.where(valid, position / ranks, 0.0)
-    return ranks[:, 0].astype(np.int64), precision.sum(axis=1) / n_true
+    before = np.arange(true_scores.shape[1])  # true items ranked before this one (i)
+    ranks = ahead + before + 1
+    valid = before[None, :] < n_true[:, None]
+    precision = np.where(valid, (before + 1) / ranks, 0.0)
+    # precision just before the i-th true item: i / (r - 1); 1 at rank 1 (the reference's old_precision)
+    previous = np.where(ranks > 1, before / np.maximum(ranks - 1, 1), 1.0)
+    trapezoid = np.where(valid, (previous + precision) / 2, 0.0)
+    return ranks[:, 0].astype(np.int64), trapezoid.sum(axis=1) / n_true, precision.sum(axis=1) / n_true
+
+
+def _vigor_rank_and_hit(sims: np.ndarray, true_mask: np.ndarray,
+                        semi_idx: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Sample4Geo's VIGOR counting: rank = 1 + items strictly above the (best) true tile; a hit when
+    none of those is outside the query's semi-positives."""
+    best_true = np.where(true_mask, sims, -np.inf).max(axis=1, keepdims=True)
+    above = np.where(true_mask, False, sims > best_true)
+    rank = 1 + above.sum(axis=1)
+    rows = np.repeat(np.arange(len(semi_idx)), [len(s) for s in semi_idx])
+    if len(rows):
+        above[rows, np.concatenate(semi_idx)] = False
+    return rank.astype(np.int64), ~above.any(axis=1)
 
 
 def _true_scores_descending(sims: np.ndarray, true_mask: np.ndarray, n_true: np.ndarray) -> np.ndarray:
@@ -197,10 +261,8 @@ def _true_scores_descending(sims: np.ndarray, true_mask: np.ndarray, n_true: np.
     return out
 
 
-def _semi_positive_index(semi_positives, uniques, gallery_codes) -> list[np.ndarray] | None:
+def _semi_positive_index(semi_positives, uniques, gallery_codes) -> list[np.ndarray]:
     """Per query, the gallery indices of its semi-positives (labels absent from the gallery are skipped)."""
-    if semi_positives is None:
-        return None
     by_code = pd.Series(np.arange(len(gallery_codes))).groupby(gallery_codes).indices
     label_code = pd.Index(uniques)
     out = []
@@ -211,15 +273,9 @@ def _semi_positive_index(semi_positives, uniques, gallery_codes) -> list[np.ndar
     return out
 
 
-def _top1_hits(sims: np.ndarray, true_mask: np.ndarray, semi_idx: list[np.ndarray]) -> np.ndarray:
-    """Top-1 is true or semi-positive: the best good score beats every other score (ties lose)."""
-    good = true_mask.copy()
-    rows = np.repeat(np.arange(len(semi_idx)), [len(s) for s in semi_idx])
-    if len(rows):
-        good[rows, np.concatenate(semi_idx)] = True
-    best_good = np.where(good, sims, -np.inf).max(axis=1)
-    best_other = np.where(good, -np.inf, sims).max(axis=1)
-    return best_good > best_other
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
 
 
 def _check_dims(q: np.ndarray, g: np.ndarray) -> None:

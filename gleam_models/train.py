@@ -10,8 +10,10 @@ AdamW + cosine schedule with warm-up, gradient clipping and accumulation, bf16/f
 channels_last. Every run is a function of (config, data, seed): checkpoints hold the optimizer,
 the sampler's neighbour table and the step, so a killed run resumes to the same result.
 
-Outputs (rank 0): out_dir/model.safetensors, out_dir/checkpoints/step-*/, out_dir/metrics.jsonl
-(step, epoch, loss, lr, temperature, images_per_s), out_dir/summary.json.
+Outputs (rank 0): out_dir/model.safetensors, out_dir/checkpoints/<fingerprint>/step-*/,
+out_dir/metrics.jsonl (step, epoch, loss, lr, temperature, images_per_s), out_dir/summary.json.
+Checkpoints live under the run's fingerprint, so a changed config or manifest starts a fresh run in
+its own folder instead of refusing to start; finishing a run drops the other fingerprints' folders.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from data_assets.errors import ConfigError, GleamError
 from data_assets.io import read_json, sha256_file, sha256_text, write_json, write_text
-from gleam_models.checkpoint import list_checkpoints, load_checkpoint, restore_rng, save_checkpoint, save_model
+from gleam_models.checkpoint import (list_checkpoints, load_checkpoint, restore_rng, save_checkpoint, save_model,
+                                     weights_fingerprint)
 from gleam_models.config import EncoderConfig, PhaseConfig, TrainConfig
 from gleam_models.data import (ImageCache, TrainPairs, aug_generator, augment_pair, colour_jitter,
                                load_pairs, sample_aug_params, to_nchw)
@@ -171,6 +174,8 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
         raise ConfigError(f"phase must be one of {PHASES}, got {phase!r}")
     pcfg: PhaseConfig = getattr(train_cfg, phase)
     out_dir, manifest_path, base_dir = Path(out_dir), Path(manifest_path), Path(base_dir)
+    if train_cfg.threads is not None:
+        torch.set_num_threads(train_cfg.threads)
     use_cuda = torch.cuda.is_available()
     dist_info = setup_distributed(use_cuda)
     device = torch.device(f"cuda:{dist_info.local_rank}" if use_cuda else "cpu")
@@ -179,13 +184,13 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
     amp_dtype = autocast_dtype(train_cfg.precision, device)
 
     fingerprint = run_fingerprint(model_cfg, train_cfg, pcfg, manifest_path, init_checkpoint)
-    summary_path, ckpt_root = out_dir / "summary.json", out_dir / "checkpoints"
+    summary_path, ckpt_root = out_dir / "summary.json", out_dir / "checkpoints" / fingerprint
     if resume and summary_path.is_file() and (out_dir / "model.safetensors").is_file():
         summary = read_json(summary_path)
         if summary.get("fingerprint") == fingerprint:
             return summary  # this phase already finished with this exact config and data
     if not resume and dist_info.is_main:
-        shutil.rmtree(ckpt_root, ignore_errors=True)
+        shutil.rmtree(ckpt_root.parent, ignore_errors=True)
         (out_dir / "metrics.jsonl").unlink(missing_ok=True)
     barrier(dist_info)
 
@@ -223,6 +228,8 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
     step, seconds, images_seen, neighbours = 0, 0.0, 0, None
     metrics = _read_metrics(out_dir / "metrics.jsonl") if resume else []
     ckpts = list_checkpoints(ckpt_root) if resume else []
+    if not ckpts:
+        metrics = []  # another config's (or a finished run's) log must not prefix this run's
     if ckpts:
         state, extra = load_checkpoint(ckpts[-1])
         if state.get("fingerprint") != fingerprint:
@@ -238,7 +245,7 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
         if extra.get("neighbours") is not None:
             neighbours = extra["neighbours"].numpy()
         step, seconds, images_seen = state["step"], state["seconds"], state["images_seen"]
-        restore_rng(state["rng"])
+        restore_rng(state["rng"], ckpts[-1])
         metrics = [row for row in metrics if row["step"] <= step]
 
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None) \
@@ -329,12 +336,14 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
         "seconds": seconds, "images_per_s": images_seen / seconds if seconds else None,
         "temperature": loss_fn.temperature, "pairs": len(pairs), "locations": len(pairs.location_ids),
         "modalities": pairs.modalities, "world_size": dist_info.world_size, "precision": train_cfg.precision,
+        "threads": torch.get_num_threads(),  # CPU reductions (and so the exact weights) depend on it
         "sampler": pcfg.sampler, "init_checkpoint": str(init_checkpoint) if init_checkpoint else None,
     }
     if dist_info.is_main:
         _write_metrics(out_dir / "metrics.jsonl", metrics)
         save_model(out_dir / "model.safetensors", encoder, loss_fn, {"phase": phase, "fingerprint": fingerprint})
         write_json(summary_path, summary)
+        _drop_other_runs(ckpt_root)
     barrier(dist_info)
     return summary
 
@@ -357,13 +366,16 @@ def similarity_neighbours(encoder: GleamEncoder, pairs: TrainPairs, cache: Image
 
 def run_fingerprint(model_cfg: EncoderConfig, train_cfg: TrainConfig, pcfg: PhaseConfig,
                     manifest_path: Path, init_checkpoint: Path | None) -> str:
-    """What determines the result: configs, seed, the manifest's and the init checkpoint's bytes."""
+    """What determines the result: configs, seed, the manifest's bytes and the init weights' content.
+
+    The init checkpoint is hashed by its tensors (weights_fingerprint), not its bytes: safetensors
+    writes metadata keys in no fixed order, so identical weights can give different files."""
     keys = ("seed", "precision", "batchnorm", "label_smoothing", "init_temperature", "augment",
             "temperature_lr_scale")
     blob = {
         "model": model_cfg.model_dump(mode="json"), "phase": pcfg.model_dump(mode="json"),
         "train": {k: getattr(train_cfg, k) for k in keys}, "manifest": sha256_file(manifest_path),
-        "init": sha256_file(init_checkpoint) if init_checkpoint else None,
+        "init": weights_fingerprint(Path(init_checkpoint)) if init_checkpoint else None,
     }
     return sha256_text(json.dumps(blob, sort_keys=True))[:16]
 
@@ -378,6 +390,14 @@ def _diverged(phase, step, epoch, loss, batch, local, q_feat, s_feat, pairs, ckp
     kept = f"last good checkpoint kept: {last[-1]}" if last else "no checkpoint was written yet"
     return TrainingDiverged(f"{phase}: loss is {loss.item()} at step {step + 1} (epoch {epoch}); {which}: "
                             f"{shown}; {kept}. Lower the lr, enable clip_norm, or use precision=fp32.")
+
+
+def _drop_other_runs(ckpt_root: Path) -> None:
+    """Other fingerprints' checkpoints: this finished run has replaced the model they were heading to."""
+    if ckpt_root.parent.is_dir():
+        for other in ckpt_root.parent.iterdir():
+            if other.is_dir() and other != ckpt_root and not other.name.startswith("."):
+                shutil.rmtree(other, ignore_errors=True)
 
 
 def _read_metrics(path: Path) -> list[dict]:

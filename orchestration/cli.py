@@ -5,13 +5,14 @@ the same function the Dagster asset and the DVC stage call (orchestration/stages
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 import yaml
@@ -21,8 +22,18 @@ from rich.table import Table
 from data_assets.errors import GleamError
 from data_assets.io import read_json
 from orchestration import stages
-from orchestration.config import Project, load_project
 from orchestration.env import configure_environment
+
+if TYPE_CHECKING:
+    from orchestration.config import Project
+
+
+def load_project(params: Optional[Path] = None, overrides: Any = ()) -> Project:
+    """orchestration.config.load_project, imported on first use: the config imports every library's
+    settings (pandas, faiss, ...), which `gleam --help` and `gleam --version` should not wait for."""
+    from orchestration.config import load_project as load
+
+    return load(params, overrides)
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -38,6 +49,22 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        typer.echo(f"gleam {version('gleam')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the installed gleam version and exit.")] = False,
+) -> None:
+    pass
+
 ParamsOpt = Annotated[
     Optional[Path],
     typer.Option("--params", "-p", help="Config file (default: ./params.yaml or $GLEAM_PARAMS).", show_default=False),
@@ -48,6 +75,11 @@ SetOpt = Annotated[
                  help="Override a config value by dotted key, e.g. --set train.phase1.lr=3e-4 (repeatable)."),
 ]
 
+NoResumeOpt = Annotated[
+    bool,
+    typer.Option("--no-resume", help="Start this phase over: drop its checkpoints instead of resuming from them."),
+]
+
 
 def _project(params: Optional[Path], overrides: Optional[list[str]]) -> Project:
     project = load_project(params, overrides or [])
@@ -56,8 +88,10 @@ def _project(params: Optional[Path], overrides: Optional[list[str]]) -> Project:
 
 
 def _print_result(result: stages.StageResult, seconds: float) -> None:
+    from orchestration.metadata import round_floats
+
     table = Table(title=f"{result.name}  ({seconds:.1f} s)", show_header=False, title_justify="left")
-    for key, value in result.summary.items():
+    for key, value in round_floats(result.summary).items():
         if key == "table":
             continue
         if isinstance(value, (dict, list)):
@@ -71,7 +105,7 @@ def _print_result(result: stages.StageResult, seconds: float) -> None:
         typer.echo(result.summary["table"], err=True)
 
 
-def _run_stage(name: str, params: Optional[Path], overrides: Optional[list[str]]) -> stages.StageResult:
+def _run_stage(name: str, params: Optional[Path], overrides: Optional[list[str]], **options: Any) -> stages.StageResult:
     """Run one stage; report to Dagster when launched through Dagster Pipes (training, evaluation)."""
     project = _project(params, overrides)
     if os.environ.get("DAGSTER_PIPES_CONTEXT") and "LOCAL_RANK" not in os.environ:
@@ -81,20 +115,20 @@ def _run_stage(name: str, params: Optional[Path], overrides: Optional[list[str]]
 
         with open_dagster_pipes() as pipes:
             pipes.log.info(f"gleam: running stage {name} (pid {os.getpid()})")
-            result = _timed(name, project)
+            result = _timed(name, project, **options)
             pipes.report_asset_materialization(metadata=to_pipes_metadata(result))
         return stages.require_passed(result)
-    return stages.require_passed(_timed(name, project))
+    return stages.require_passed(_timed(name, project, **options))
 
 
-def _timed(name: str, project: Project) -> stages.StageResult:
+def _timed(name: str, project: Project, **options: Any) -> stages.StageResult:
     start = time.perf_counter()
-    result = _launch_distributed(name, project) or stages.STAGES[name](project)
+    result = _launch_distributed(name, project, **options) or stages.STAGES[name](project, **options)
     _print_result(result, time.perf_counter() - start)
     return result
 
 
-def _launch_distributed(name: str, project: Project) -> stages.StageResult | None:
+def _launch_distributed(name: str, project: Project, resume: bool = True) -> stages.StageResult | None:
     """Training with launch.nproc_per_node > 1: re-run this command under torchrun (DDP), then
     read the summary rank 0 wrote. Returns None when this process should train itself."""
     launch = project.cfg.launch
@@ -104,7 +138,8 @@ def _launch_distributed(name: str, project: Project) -> stages.StageResult | Non
     overrides = [arg for o in project.overrides for arg in ("--set", o)]
     rendezvous = [] if launch.torchrun_args else ["--standalone"]
     cmd = [sys.executable, "-m", "torch.distributed.run", *rendezvous, f"--nproc-per-node={launch.nproc_per_node}",
-           *launch.torchrun_args, "-m", "orchestration.cli", command, "--params", str(project.params_path), *overrides]
+           *launch.torchrun_args, "-m", "orchestration.cli", command, "--params", str(project.params_path), *overrides,
+           *([] if resume else ["--no-resume"])]
     console.print(f"launching {launch.nproc_per_node} processes: {' '.join(cmd)}", highlight=False)
     if subprocess.run(cmd).returncode != 0:
         raise GleamError(f"{command}: distributed training failed (see the rank logs above)")
@@ -218,7 +253,7 @@ def revision_import(
 
 
 @app.command("gleamc-phase1")
-def gleamc_phase1_cmd(params: ParamsOpt = None, set_: SetOpt = None) -> None:
+def gleamc_phase1_cmd(params: ParamsOpt = None, set_: SetOpt = None, no_resume: NoResumeOpt = False) -> None:
     """GLEAM-C phase 1: align every modality to satellite with balanced random batches.
 
     One encoder shared by all views, symmetric InfoNCE with a learnable temperature. Checkpoints
@@ -230,16 +265,16 @@ def gleamc_phase1_cmd(params: ParamsOpt = None, set_: SetOpt = None) -> None:
       gleam gleamc-phase1 --set launch.nproc_per_node=2
       gleam gleamc-phase1 --set model.backbone=convnext_base.fb_in22k_ft_in1k_384 --set model.weights=/ckpt/convnext_b.safetensors
     """
-    _run_stage("gleamc_phase1", params, set_)
+    _run_stage("gleamc_phase1", params, set_, resume=not no_resume)
 
 
 @app.command("gleamc-phase2")
-def gleamc_phase2_cmd(params: ParamsOpt = None, set_: SetOpt = None) -> None:
+def gleamc_phase2_cmd(params: ParamsOpt = None, set_: SetOpt = None, no_resume: NoResumeOpt = False) -> None:
     """GLEAM-C phase 2: continue from phase 1 with similarity-sampled hard negatives, lower lr.
 
     Example: gleam gleamc-phase2 --set train.phase2.sim_neighbours=64
     """
-    _run_stage("gleamc_phase2", params, set_)
+    _run_stage("gleamc_phase2", params, set_, resume=not no_resume)
 
 
 @app.command("gleamc-evaluation")
@@ -277,25 +312,46 @@ def pipeline_cmd(
     for key, status in summary["steps"].items():
         table.add_row(key, status)
     console.print(table)
+    console.print(f"Dagster runs of this invocation: tag gleam/invocation={summary['invocation']} "
+                  f"({len(summary['run_ids'])} runs)", highlight=False)
     if not summary["success"]:
         raise GleamError(f"pipeline failed: {summary.get('error') or 'see the table above'}")
+    if select is None:
+        from orchestration.summary import summary_text
+
+        typer.echo("\n" + summary_text(project), err=True)
 
 
 @app.command("stages")
 def stages_cmd() -> None:
-    """List the pipeline stages in order (the same names in Dagster and dvc.yaml)."""
+    """List the pipeline stages in order (the same names in Dagster and dvc.yaml) and their commands."""
+    helps = {c.name: (c.callback.__doc__ or "").strip().split("\n")[0] for c in app.registered_commands}
+    rows = []
     for name in stages.STAGES:
-        typer.echo(name)
+        if name == "gleamx_dataset":  # Dagster's partitioned slices come first, then their merge
+            rows.append(("gleamx_records", "gleam gleamx-dataset --modality M --shard N",
+                         "One GLEAM-X slice (modality x shard): a partition of the Dagster asset, merged by gleamx_dataset."))
+        command = name.replace("_", "-")
+        rows.append((name, f"gleam {command}", helps.get(command, "")))
+    table = Table("stage (Dagster asset, DVC stage)", "command", "what it does", title_justify="left")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(Console().width, 140)).print(table)
 
 
 @config_app.command("show")
 def config_show(params: ParamsOpt = None, set_: SetOpt = None) -> None:
-    """Print the fully resolved config (params.yaml + overrides) as YAML.
+    """Print the fully resolved config (params.yaml + overrides) as YAML, with params.yaml's comments.
+
+    A value set with --set is marked `# <- --set (params.yaml: old value)`; a key params.yaml
+    leaves out is marked `# <- default`.
 
     Example: gleam config show --set train.phase1.lr=3e-4
     """
+    from orchestration.config_view import render_config
+
     project = load_project(params, set_ or [])
-    typer.echo(yaml.safe_dump(project.cfg.to_params(), sort_keys=False, allow_unicode=True), nl=False)
+    typer.echo(render_config(project), nl=False)
 
 
 @config_app.command("check")
@@ -303,6 +359,11 @@ def config_check(params: ParamsOpt = None, set_: SetOpt = None) -> None:
     """Validate the config and exit non-zero with the dotted key and reason if it is wrong."""
     project = load_project(params, set_ or [])
     typer.echo(f"{project.params_path}: ok (fingerprint {project.fingerprint()})")
+
+
+from orchestration import cli_edge  # noqa: E402  (gallery build, localize: heavy imports stay inside)
+
+cli_edge.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -315,7 +376,18 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished outputs are kept; re-run to resume")
         sys.exit(130)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        console.print(f"[bold red]error:[/] disk full{where}; nothing partial was kept (outputs are written "
+                      "atomically): free some space and re-run to resume", highlight=False, soft_wrap=True)
+        sys.exit(28)
 
+
+from orchestration import cli_gleamx  # noqa: E402  (GLEAM-X commands: explain, gleamx-merge)
+
+cli_gleamx.register(app)
 
 if __name__ == "__main__":
     main()

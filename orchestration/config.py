@@ -22,9 +22,14 @@ from data_assets.errors import ConfigError
 from data_assets.gleamx.config import GleamXDataConfig
 from data_assets.ingest.config import IngestConfig
 from data_assets.io import write_text
+from data_assets.locks import LockConfig
 from data_assets.settings import Section
 from data_assets.validation.config import ValidateConfig
+from export.config import ExportConfig
+from export.gallery import GalleryConfig
 from gleam_models.config import EncoderConfig, EvalConfig, TrainConfig
+from gleam_models.gleamx.config import GleamXModelConfig, GleamXTrainConfig
+from gleam_models.gleamx.eval_config import GleamXEvalConfig
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -54,6 +59,12 @@ class GleamConfig(Section):
     train: TrainConfig = TrainConfig()
     launch: LaunchConfig = LaunchConfig()
     evaluate: EvalConfig = EvalConfig()
+    gleamx_model: GleamXModelConfig = GleamXModelConfig()
+    gleamx_train: GleamXTrainConfig = GleamXTrainConfig()
+    locks: LockConfig = LockConfig()
+    gallery: GalleryConfig = GalleryConfig()
+    export: ExportConfig = ExportConfig()
+    gleamx_eval: GleamXEvalConfig = GleamXEvalConfig()
 
     model_config = {**Section.model_config, "populate_by_name": True}
 
@@ -162,8 +173,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r}: expected KEY=VALUE with a dotted key, e.g. train.phase1.lr=3e-4")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
+        value = yaml.load(raw, Loader=UniqueKeyLoader) if raw.strip() else ""  # noqa: S506 - SafeLoader
+    except (yaml.YAMLError, DuplicateKey) as e:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({e})") from None
     return key.split("."), value
 
@@ -211,15 +222,51 @@ def format_validation_error(err: ValidationError, origin: str) -> str:
     return f"{origin}: invalid config\n" + "\n".join(lines)
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: the base loader reports it
+                continue
+            if first is not key_node:
+                raise DuplicateKey(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice (first on "
+                                   f"line {first.start_mark.line + 1}); keep one")
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKey(Exception):
+    pass
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file as data; ConfigError naming the file for bad encoding, syntax or duplicate keys."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKey as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+
+
 def load_project(params: str | Path | None = None, overrides: Iterable[str] = ()) -> Project:
     """Read params.yaml (or $GLEAM_PARAMS), apply overrides, validate. Raises ConfigError."""
     params_path = Path(params or os.environ.get("GLEAM_PARAMS") or DEFAULT_PARAMS).resolve()
     if not params_path.is_file():
         raise ConfigError(f"{params_path}: config file not found (pass --params or set GLEAM_PARAMS)")
-    try:
-        raw = yaml.safe_load(params_path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{params_path}: not valid YAML ({e})") from None
+    raw = read_yaml(params_path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{params_path}: top level must be a mapping of sections")
     overrides = tuple(overrides)

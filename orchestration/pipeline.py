@@ -3,12 +3,23 @@
 This is the README's main command. It uses the same assets, checks and resources as `dagster dev`,
 so its runs appear in the UI's run history and asset catalog afterwards. Partitioned assets (the
 GLEAM-X slices) run one Dagster run per partition, between what they depend on and what follows.
+
+Crash safety: every run is tagged with the pid (and its start time) of the process that executes
+it, and a new `gleam pipeline` first marks runs whose process is gone as FAILED, so a SIGKILLed
+pipeline never holds Dagster's queue slots for good (run monitoring in dagster.yaml covers runs
+launched by the daemon). The pipeline also holds DVC's repository lock, so a `dvc repro` started
+meanwhile refuses at once instead of deleting the outputs under it.
 """
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from typing import Any
 
-from dagster import AssetSelection, DagsterEventType, DagsterInstance, PipesSubprocessClient, materialize
+from dagster import AssetSelection, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+
+from data_assets.locks import repo_lock
 
 from orchestration.config import Project
 from orchestration.resources import GleamConfigResource
@@ -18,34 +29,85 @@ from orchestration.resources import GleamConfigResource
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _plan(select: str | None) -> list[tuple[AssetSelection, str | None]]:
-    """(selection, partition key) per Dagster run, in dependency order."""
+def _plan(select: str | None) -> list[tuple[str, AssetSelection | None, str | None]]:
+    """(named job, asset selection inside it, partition key) per Dagster run, in dependency order:
+    the data assets, one run per GLEAM-X slice, then everything after them."""
     from orchestration.assets.gleamx import GLEAMX_PARTITIONS, gleamx_records
 
     if select:
-        return [(AssetSelection.from_string(select), None)]
+        return [("gleam_pipeline", AssetSelection.from_string(select), None)]
     records = AssetSelection.assets(gleamx_records)
     before = records.upstream() - records
     after = AssetSelection.all() - before - records
-    return [(before, None), *[(records, key) for key in GLEAMX_PARTITIONS.get_partition_keys()], (after, None)]
+    return [("gleam_pipeline", before, None),
+            *[("gleamx_records_job", None, key) for key in GLEAMX_PARTITIONS.get_partition_keys()],
+            ("gleam_pipeline", after, None)]
 
 
 def run_pipeline(project: Project, select: str | None = None) -> dict[str, Any]:
-    from orchestration.definitions import all_assets, all_checks
+    """Every run of one invocation carries the tag gleam/invocation=<id>: filter on it in the UI."""
+    from orchestration.definitions import make_definitions
 
-    resource = GleamConfigResource(params_path=str(project.params_path), overrides=list(project.overrides))
+    defs = make_definitions(GleamConfigResource(params_path=str(project.params_path), overrides=list(project.overrides)))
+    graph = defs.resolve_asset_graph()
+    tags = {**process_tags(), INVOCATION_TAG: uuid.uuid4().hex[:12]}
     steps: dict[str, str] = {}
     run_ids: list[str] = []
-    with DagsterInstance.get() as instance:
-        for selection, partition_key in _plan(select):
-            result = materialize([*all_assets, *all_checks], instance=instance, resources={"gleam": resource, "pipes_subprocess_client": PipesSubprocessClient()},
-                                 selection=selection, partition_key=partition_key, raise_on_error=False,
-                                 run_config=QUIET)
+    with repo_lock(project.root), DagsterInstance.get() as instance:
+        fail_orphaned_runs(instance)
+        for job_name, selection, partition_key in _plan(select):
+            keys = None if selection is None else list(selection.resolve(graph))
+            job = defs.resolve_job_def(job_name)
+            result = job.execute_in_process(instance=instance, asset_selection=keys,
+                                            partition_key=partition_key, raise_on_error=False, run_config=QUIET,
+                                            tags=tags)
             run_ids.append(result.run_id)
             error = _collect(result, steps, partition_key)
             if not result.success:
-                return {"success": False, "run_ids": run_ids, "steps": steps, "error": error}
-    return {"success": True, "run_ids": run_ids, "steps": steps, "error": None}
+                return {"success": False, "run_ids": run_ids, "steps": steps, "error": error, "invocation": tags[INVOCATION_TAG]}
+    return {"success": True, "run_ids": run_ids, "steps": steps, "error": None, "invocation": tags[INVOCATION_TAG]}
+
+
+INVOCATION_TAG = "gleam/invocation"
+PID_TAG, START_TAG, HOST_TAG = "gleam/pid", "gleam/pid_start", "gleam/host"
+ACTIVE = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+
+
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, /proc); None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc (macOS): existence is all we can tell
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "unknown"
+
+
+def process_tags() -> dict[str, str]:
+    return {PID_TAG: str(os.getpid()), START_TAG: str(_process_start(os.getpid())), HOST_TAG: socket.gethostname()}
+
+
+def fail_orphaned_runs(instance: DagsterInstance) -> list[str]:
+    """Mark FAILED every in-progress run of this host whose executing process is gone; run ids."""
+    failed = []
+    for record in instance.get_run_records(RunsFilter(statuses=ACTIVE, tags={HOST_TAG: socket.gethostname()})):
+        run = record.dagster_run
+        pid, started = run.tags.get(PID_TAG), run.tags.get(START_TAG)
+        if not pid or not pid.isdigit():
+            continue
+        now = _process_start(int(pid))
+        if now is None or (now != "unknown" and started not in (None, "unknown", now)):  # gone, or pid reused
+            instance.report_run_failed(run, f"gleam: the process that ran this run (pid {pid}) is gone "
+                                            f"(killed or crashed); marked failed by a new `gleam pipeline`")
+            failed.append(run.run_id)
+    return failed
 
 
 def _collect(result, steps: dict[str, str], partition_key: str | None) -> str | None:
@@ -59,7 +121,14 @@ def _collect(result, steps: dict[str, str], partition_key: str | None) -> str | 
             steps[f"check {data.asset_check_key.name}"] = "passed" if data.passed else "FAILED"
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             steps[f"step {event.step_key}{suffix}"] = "FAILED"
-            error = error or event.event_specific_data.error.message.strip().splitlines()[-1]
+            error = error or _root_cause(event.event_specific_data.error)
         elif event.event_type == DagsterEventType.STEP_SKIPPED:
             steps[f"step {event.step_key}{suffix}"] = "skipped"
     return error
+
+
+def _root_cause(error) -> str:
+    """The user's error in one line (e.g. the DataError a stage raised), not Dagster's wrapper."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[-1]

@@ -5,12 +5,17 @@ behaves the same whichever way it is run. Each writes its fully resolved config 
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from data_assets.errors import DataError
-from orchestration.config import Project
+
+if TYPE_CHECKING:  # the config imports every library's settings (pandas, faiss): seconds for `gleam --help`
+    from orchestration.config import Project
 
 # Library imports sit inside the stage functions: torch and Great Expectations take seconds to
 # import, and `gleam --help` or `gleam config show` should not pay for them.
@@ -25,6 +30,47 @@ class StageResult:
     images: dict[str, Path] = field(default_factory=dict)  # pictures for Dagster metadata
 
 
+def _lock_wait_s(project: Project) -> float:
+    return project.cfg.locks.wait_s
+
+
+@contextlib.contextmanager
+def writing(project: Project, outputs: list[Path], wait_s: float | None = None, also_clean: list[Path] = ()):
+    """Hold the writer lock of every output (one writer at a time; another gleam process fails
+    fast or waits, per locks.wait_s) and drop the temporaries a killed writer left in them (and in
+    `also_clean`: outputs in git-tracked folders, which get no lock file of their own)."""
+    from data_assets.io import clean_stale_tree
+    from data_assets.locks import output_lock
+
+    if os.environ.get("RANK", "0") != "0":  # DDP: rank 0 holds the lock for the whole job
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        for out in sorted(set(outputs)):  # one order everywhere: two stages never deadlock
+            stack.enter_context(output_lock(out, _lock_wait_s(project) if wait_s is None else wait_s))
+        for out in [*outputs, *also_clean]:
+            clean_stale_tree(out)
+        yield
+
+
+def stage(outputs: Callable[..., list[Path]], validated_input: bool = False,
+          also_clean: Callable[..., list[Path]] = lambda *a, **k: []):
+    """Decorate a stage function: refuse a failed/foreign validated manifest (validated_input) and
+    hold its outputs' writer locks while it runs. `outputs(project, *args, **kwargs)` names them."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(project: Project, *args, **kwargs) -> StageResult:
+            if validated_input:
+                from data_assets.validation import require_valid_manifest
+
+                require_valid_manifest(project.validated_manifest)
+            with writing(project, outputs(project, *args, **kwargs), also_clean=also_clean(project, *args, **kwargs)):
+                return fn(project, *args, **kwargs)
+        return run
+    return wrap
+
+
+@stage(lambda p: [p.embedded_dir])
 def embedded_dataset(project: Project) -> StageResult:
     from data_assets.embedded import build_embedded_dataset
 
@@ -34,6 +80,7 @@ def embedded_dataset(project: Project) -> StageResult:
     return StageResult("embedded_dataset", {"dataset": out}, summary)
 
 
+@stage(lambda p: [p.ingested_dir])
 def ingested_manifest(project: Project) -> StageResult:
     from data_assets.ingest import ingest
 
@@ -43,6 +90,7 @@ def ingested_manifest(project: Project) -> StageResult:
     return StageResult("ingested_manifest", {"manifest": out}, summary)
 
 
+@stage(lambda p: [p.validated_dir])
 def validated_manifest(project: Project) -> StageResult:
     from data_assets.validation import validate_manifest
 
@@ -77,6 +125,15 @@ def frozen_embed_fn(project: Project):
 
 def gleamx_dataset(project: Project, modality: str | None = None, shard: int | None = None) -> StageResult:
     """GLEAM-X match-and-explain records; one (modality, shard) slice, or all slices then merged."""
+    from data_assets.validation import require_valid_manifest
+
+    require_valid_manifest(project.validated_manifest)
+    # slices (Dagster partitions, maybe run side by side) queue behind each other in the shared folder
+    with writing(project, [project.gleamx_dir], wait_s=None if modality is None and shard is None else 24 * 3600):
+        return _gleamx_dataset(project, modality, shard)
+
+
+def _gleamx_dataset(project: Project, modality: str | None, shard: int | None) -> StageResult:
     from data_assets.gleamx import generate_gleamx_dataset
 
     cfg = project.cfg.gleamx
@@ -89,10 +146,11 @@ def gleamx_dataset(project: Project, modality: str | None = None, shard: int | N
     return StageResult(name, {"dataset": project.gleamx_dir}, _gleamx_summary(summary))
 
 
+@stage(lambda p: [p.gleamx_dir], validated_input=True)
 def gleamx_merge(project: Project) -> StageResult:
     from data_assets.gleamx import merge_shards
 
-    report = merge_shards(project.gleamx_dir)
+    report = merge_shards(project.gleamx_dir, project.cfg.gleamx.max_failed_fraction)
     project.save_resolved(project.gleamx_dir, sections=["gleamx"])
     return StageResult("gleamx_dataset", {"dataset": project.gleamx_dir}, _gleamx_summary(report))
 
@@ -109,7 +167,8 @@ def _gleamx_summary(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def gleamc_phase(project: Project, phase: str) -> StageResult:
+@stage(lambda p, phase, **_: [p.gleamc_dir(phase)], validated_input=True)
+def gleamc_phase(project: Project, phase: str, resume: bool = True) -> StageResult:
     """One GLEAM-C training phase (phase 2 starts from phase 1's final weights). DDP-aware."""
     import os
 
@@ -121,7 +180,7 @@ def gleamc_phase(project: Project, phase: str) -> StageResult:
         raise DataError(init, "phase 2 starts from phase 1's weights: run gleamc-phase1 first")
     summary = train_phase(project.cfg.model, project.cfg.train, phase, project.validated_manifest,
                           base_dir=project.root, out_dir=out, cache_dir=project.cache_dir / "images",
-                          init_checkpoint=init)
+                          init_checkpoint=init, resume=resume)
     if os.environ.get("RANK", "0") == "0":
         project.save_resolved(out, sections=["model", "train", "launch"])
         _metrics_csv(out / "metrics.jsonl", out / "metrics.csv")
@@ -140,19 +199,20 @@ def _metrics_csv(jsonl: Path, csv_path: Path) -> None:
             pd.read_json(jsonl, lines=True).to_csv(tmp, index=False)
 
 
-def gleamc_phase1(project: Project) -> StageResult:
-    return gleamc_phase(project, "phase1")
+def gleamc_phase1(project: Project, resume: bool = True) -> StageResult:
+    return gleamc_phase(project, "phase1", resume=resume)
 
 
-def gleamc_phase2(project: Project) -> StageResult:
-    return gleamc_phase(project, "phase2")
+def gleamc_phase2(project: Project, resume: bool = True) -> StageResult:
+    return gleamc_phase(project, "phase2", resume=resume)
 
 
+@stage(lambda p: [p.gleamc_figures_dir], validated_input=True, also_clean=lambda p: [p.gleamc_metrics])
 def gleamc_evaluation(project: Project) -> StageResult:
     """Retrieval metrics of the frozen ImageNet encoder, phase 1 and phase 2 on the test split."""
     from gleam_models.embed import make_embed_fn
     from gleam_models.encoder import load_encoder
-    from gleam_models.evaluate import evaluate_runs, metrics_table
+    from gleam_models.evaluate import Run, evaluate_runs, headline, metrics_table, run_fingerprint
 
     checkpoints = {"imagenet_frozen": None,
                    "phase1": project.gleamc_dir("phase1") / "model.safetensors",
@@ -161,16 +221,15 @@ def gleamc_evaluation(project: Project) -> StageResult:
         if ckpt is not None and not ckpt.is_file():
             raise DataError(ckpt, f"no {name} model to evaluate: run gleamc-{name} first")
     cache = project.cache_dir / "images"
-    runs = {name: make_embed_fn(load_encoder(project.cfg.model, ckpt), project.cfg.model, cache)
+    runs = {name: Run(make_embed_fn(load_encoder(project.cfg.model, ckpt), project.cfg.model, cache),
+                      run_fingerprint(ckpt, project.cfg.model.backbone))
             for name, ckpt in checkpoints.items()}
     metrics = evaluate_runs(project.validated_manifest, project.root, runs, project.cfg.evaluate,
                             project.gleamc_metrics, project.gleamc_figures_dir)
     project.save_resolved(project.gleamc_figures_dir, sections=["model", "evaluate"])
     # Dagster shows the final model's pictures; every run's are on disk under reports/gleamc/.
     figures = {f"phase2_{p.stem}": p for p in sorted((project.gleamc_figures_dir / "phase2").glob("*.png"))}
-    summary = {"table": metrics_table({k: metrics[k] for k in checkpoints if k in metrics}),
-               **{f"{run}/{mod}/q2s_R@1": d["query_to_satellite"]["R@1"]
-                  for run in checkpoints for mod, d in metrics.get(run, {}).items() if "query_to_satellite" in d}}
+    summary = {"table": metrics_table(metrics), **headline(metrics)}
     return StageResult("gleamc_evaluation", {"metrics": project.gleamc_metrics, "figures": project.gleamc_figures_dir},
                        summary, images=figures)
 
@@ -183,7 +242,9 @@ def require_passed(result: StageResult) -> StageResult:
     return result
 
 
-# The pipeline in the mission's order; later issues append their stages here.
+from orchestration import stages_edge, stages_gleamx  # noqa: E402  (they build on StageResult above)
+
+# The pipeline in the mission's order: the same names in the CLI, Dagster and dvc.yaml.
 STAGES: dict[str, Callable[[Project], StageResult]] = {
     "embedded_dataset": embedded_dataset,
     "ingested_manifest": ingested_manifest,
@@ -192,4 +253,10 @@ STAGES: dict[str, Callable[[Project], StageResult]] = {
     "gleamc_phase1": gleamc_phase1,
     "gleamc_phase2": gleamc_phase2,
     "gleamc_evaluation": gleamc_evaluation,
+    "gleamx_finetune": stages_gleamx.gleamx_finetune,
+    "gleamx_evaluation": stages_gleamx.gleamx_evaluation,
+    "gallery": stages_edge.gallery,
+    "localization": stages_edge.localization,
+    "onnx_export": stages_edge.onnx_export,
+    "jetson_bundle": stages_edge.jetson_bundle,
 }

@@ -53,7 +53,12 @@ def test_manifest_path_escaping_the_root(tmp_path):
     (ds / "manifest.csv").write_text("query_path,satellite_path,location_id,modality,split\n"
                                      "../../etc/passwd,sat.png,a,uav,train\n")
     write_params(tmp_path, "- {adapter: manifest, root: ds}")
-    assert_clean_error(gleam("ingested-manifest", cwd=tmp_path), "../../etc/passwd", "escapes")
+    # the row is kept (unhashed: the file outside is never read) and validation quarantines it with
+    # the reason, instead of the whole source being refused
+    ingested = gleam("ingested-manifest", cwd=tmp_path)
+    assert ingested.returncode == 0 and "../../etc/passwd" in ingested.stderr and "escapes" in ingested.stderr
+    assert_clean_error(gleam("validated-manifest", cwd=tmp_path), "../../etc/passwd", "query_exists")
+    assert "escapes the dataset root" in (tmp_path / "data" / "validated" / "quarantine.csv").read_text()
 
 
 def test_bad_config_value_names_the_key(tmp_path):

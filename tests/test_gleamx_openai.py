@@ -171,7 +171,8 @@ def test_real_llama_server_through_fault_proxy(tmp_path, llama_url):
     try:
         cfg = openai_cfg(proxy.base_url, api_key_env=None, send_images=False, send_facts=False, max_tokens=48,
                          max_answer_retries=1, max_retries=2, timeout_s=300, concurrency=1)
-        cfg = cfg.model_copy(update={"max_pairs_per_modality_per_split": 1})  # 3 pairs: the server is slow here
+        # 3 pairs: the server is slow here; a 135M model's answers are often rejected, which is fine here
+        cfg = cfg.model_copy(update={"max_pairs_per_modality_per_split": 1, "max_failed_fraction": 1.0})
         out, cache = tmp_path / "out", tmp_path / "cache"
         report = generate_gleamx_dataset(cfg, manifest, base, out, cache)
         pairs, failures = report["pairs"], report["failures_by_kind"]

@@ -25,19 +25,21 @@ from data_assets.embedded.config import EmbeddedConfig
 from data_assets.embedded.datasheet import datasheet
 from data_assets.embedded import groundtruth
 from data_assets.embedded.sources import Source, load_sources, provenance
-from data_assets.embedded.tiling import Tile, block_of, semi_positives, split_tiles, tile_windows
-from data_assets.errors import DataError
+from data_assets.embedded.tiling import SplitPlan, Tile, plan_tiles, semi_positives
+from data_assets.errors import ConfigError, DataError
 from data_assets.io import atomic_directory, read_json, sha256_text
 from data_assets.registry_assets import ASSETS
 
 # bump whenever the output for a given config changes
 # 2: ground truth gains "annotated"; unannotated classes are null, not 0; dominant is "other", never "bare"
 # 3: semi_positive_ids filled (same split, same image, tile overlap >= semi_positive_min_overlap)
-BUILDER_VERSION = "3"
+# 4: val and test_cross (cross-area) splits; evaluation tiles on a non-overlapping grid
+BUILDER_VERSION = "4"
 SOURCE_ASSETS = tuple(n for n in ASSETS if n.startswith(("spacenet_", "neon_")) and n != "neon_soap_031")
 MANIFEST_COLUMNS = ["query_path", "satellite_path", "location_id", "modality", "split", "lat", "lon",
                     "derived", "semi_positive_ids", "query_meta", "ground_truth"]
 MODALITY_ORDER = ("uav", "street_map", "panorama", "ground")
+SPLIT_ORDER = ("train", "val", "test", "test_cross")
 
 DERIVATIONS = {
     "satellite": "SpaceNet tiles: the real satellite image, percentile-stretched to 8 bit and resampled. "
@@ -68,21 +70,28 @@ def fingerprint(cfg: EmbeddedConfig, sources: list[dict]) -> str:
 
 # ---------------------------------------------------------------- tiles
 
+def split_plan(cfg: EmbeddedConfig, src: Source) -> SplitPlan:
+    if src.family == "spacenet":
+        tile_m, stride_m, block_m = cfg.spacenet_tile_m, cfg.spacenet_stride_m, cfg.spacenet_block_m
+    else:
+        tile_m, stride_m, block_m = cfg.neon_tile_m, cfg.neon_stride_m, cfg.neon_block_m
+    cross = 1.0 if src.key in cfg.cross_area_sources else cfg.cross_area_strip.get(src.key, 0.0)
+    return SplitPlan(tile_m, stride_m, block_m, cfg.test_fraction, cfg.val_fraction, cross)
+
+
 def make_tiles(cfg: EmbeddedConfig, sources: list[Source]) -> list[Tile]:
     """All kept tiles of all sources, each with its split."""
+    keys = [s.key for s in sources]
+    unknown = sorted((set(cfg.cross_area_sources) | set(cfg.cross_area_strip)) - set(keys))
+    if unknown:
+        raise ConfigError(f"embedded.cross_area_sources / cross_area_strip: unknown source {unknown[0]!r}; "
+                          f"known: {keys}")
     tiles: list[Tile] = []
     for src in sources:
-        if src.family == "spacenet":
-            tile_m, stride_m, block_m = cfg.spacenet_tile_m, cfg.spacenet_stride_m, cfg.spacenet_block_m
-        else:
-            tile_m, stride_m, block_m = cfg.neon_tile_m, cfg.neon_stride_m, cfg.neon_block_m
-        candidates = []
-        for win in tile_windows(src, tile_m, stride_m):
-            if src.family == "spacenet":  # a map tile must show something
-                if views.map_content_fraction(views.street_map(src, win, 64)) < cfg.min_map_content:
-                    continue
-            candidates.append(Tile(src, win, block_of(src, win, block_m)))
-        tiles += split_tiles(candidates, cfg.test_fraction, _sub_rng(cfg.seed, "split", src.key))
+        def keep(win, src=src) -> bool:  # a map tile must show something
+            return src.family != "spacenet" or \
+                views.map_content_fraction(views.street_map(src, win, 64)) >= cfg.min_map_content
+        tiles += plan_tiles(src, split_plan(cfg, src), _sub_rng(cfg.seed, "split", src.key), keep)
     return tiles
 
 
@@ -147,7 +156,7 @@ def render_location(cfg: EmbeddedConfig, tile: Tile, semi: list[str]) -> tuple[l
 # ---------------------------------------------------------------- summary / cache
 
 def _counts(manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
-    return {m: {s: int(((manifest.modality == m) & (manifest.split == s)).sum()) for s in ("train", "test")}
+    return {m: {s: int(((manifest.modality == m) & (manifest.split == s)).sum()) for s in SPLIT_ORDER}
             for m in MODALITY_ORDER}
 
 
@@ -206,21 +215,29 @@ def build_embedded_dataset(cfg: EmbeddedConfig, out_dir: Path) -> dict:
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     manifest = manifest.sort_values(["split", "modality", "location_id", "query_path"], kind="stable")
     counts = _counts(manifest)
-    locations = {"total": len(tiles), "train": sum(t.split == "train" for t in tiles),
-                 "test": sum(t.split == "test" for t in tiles),
+    locations = {"total": len(tiles), **{s: sum(t.split == s for t in tiles) for s in SPLIT_ORDER},
+                 "per_source": {src.key: {s: sum(t.source is src and t.split == s for t in tiles)
+                                          for s in SPLIT_ORDER} for src in sources},
                  "per_region": {r: {s: sum(t.source.region == r and t.split == s for t in tiles)
-                                    for s in ("train", "test")} for r in dict.fromkeys(s.region for s in sources)},
+                                    for s in SPLIT_ORDER} for r in dict.fromkeys(s.region for s in sources)},
                  "per_modality": {m: {s: int(manifest[(manifest.modality == m) & (manifest.split == s)]
-                                             .location_id.nunique()) for s in ("train", "test")}
+                                             .location_id.nunique()) for s in SPLIT_ORDER}
                                   for m in MODALITY_ORDER}}
     metadata = {
         "name": "gleam-embedded", "builder_version": BUILDER_VERSION, "fingerprint": fp, "seed": cfg.seed,
         "config": cfg.model_dump(mode="json"), "counts": counts, "locations": locations,
         "pairs": len(manifest),
         "annotated_classes": {s.region: groundtruth.annotated(s) for s in sources},
-        "split": {"method": "spatial blocks", "block_m": {"spacenet": cfg.spacenet_block_m, "neon": cfg.neon_block_m},
-                  "rule": "a tile belongs to the block holding its centre; whole blocks go to test; train tiles "
-                          "overlapping any test tile are dropped, so no test tile shares a pixel with a train tile"},
+        "split": {"method": "cross-area sources and strips, then spatial blocks",
+                  "block_m": {"spacenet": cfg.spacenet_block_m, "neon": cfg.neon_block_m},
+                  "tile_m": {"spacenet": cfg.spacenet_tile_m, "neon": cfg.neon_tile_m},
+                  "cross_area_sources": cfg.cross_area_sources, "cross_area_strip": cfg.cross_area_strip,
+                  "rule": "test_cross: the sources in cross_area_sources whole, and the eastern cross_area_strip "
+                          "share of the others, with a one-tile gap no other tile enters; test and val: whole "
+                          "spatial blocks (the block holding a tile's centre) of the remaining ground; val, test and "
+                          "test_cross tiles lie on a grid stepped by the tile side, so they never overlap each "
+                          "other; train: strided tiles of the remaining blocks, dropped where they overlap any "
+                          "evaluation tile, so no evaluation tile shares a pixel with a train tile"},
         "semi_positives": _semi_positive_stats(cfg, tiles, semi),
         "derived": DERIVATIONS, "sources": source_prov,
         "ground_truth_schema": groundtruth.SCHEMA,  # computed from the source labels clipped to each tile

@@ -23,7 +23,8 @@ def datasheet(meta: dict) -> str:
         "# GLEAM embedded default dataset",
         "",
         f"Builder version {meta['builder_version']}, seed {meta['seed']}, fingerprint `{meta['fingerprint'][:16]}`.",
-        f"{locs['total']} locations ({locs['train']} train, {locs['test']} test), {meta['pairs']} query/satellite "
+        f"{locs['total']} locations ({locs['train']} train, {locs['val']} val, {locs['test']} test, "
+        f"{locs['test_cross']} test_cross), {meta['pairs']} query/satellite "
         "pairs. Every location is one satellite tile; `manifest.csv` has one row per (query, satellite) pair.",
         "",
         "## Sources and licences",
@@ -44,10 +45,17 @@ def datasheet(meta: dict) -> str:
         "",
     ]
     lines += [f"- **{view}**: {text}" for view, text in meta["derived"].items()]
-    lines += ["", "## Pairs per modality and split", "", "| modality | train | test | test locations |",
-              "| --- | --- | --- | --- |"]
-    lines += [f"| {m} | {c['train']} | {c['test']} | {locs['per_modality'][m]['test']} |" for m, c in counts.items()]
-    lines += ["", "## Train/test split", "", f"{meta['split']['method']}: {meta['split']['rule']}.", ""]
+    splits = ("train", "val", "test", "test_cross")
+    lines += ["", "## Pairs (locations) per modality and split", "", "| modality | " + " | ".join(splits) + " |",
+              "| --- |" + " --- |" * len(splits)]
+    lines += [f"| {m} | " + " | ".join(f"{c[s]} ({locs['per_modality'][m][s]})" for s in splits) + " |"
+              for m, c in counts.items()]
+    lines += ["", "Locations per source:", "", "| source | " + " | ".join(splits) + " |",
+              "| --- |" + " --- |" * len(splits)]
+    lines += [f"| {k} | " + " | ".join(str(n[s]) for s in splits) + " |" for k, n in locs["per_source"].items()]
+    lines += ["", "## Splits", "", f"{meta['split']['method']}: {meta['split']['rule']}.",
+              "`test` is the same-area test split, `test_cross` the cross-area one (ground no training tile "
+              "comes from); every default is chosen on `val`, never on a test split.", ""]
     semi = meta["semi_positives"]
     lines += ["## Semi-positives (manifest column `semi_positive_ids`)", "",
               f"Tiles are strided with heavy overlap, so a location's neighbours are near-duplicates of its tile. "

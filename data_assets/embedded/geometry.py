@@ -1,85 +1,69 @@
-"""Small planar geometry for the embedded dataset: clipping, lengths, bearings, junctions, UTM.
+"""Geometry for the embedded dataset, on the field's libraries.
+
+- pyproj: projected CRS (UTM) -> WGS84 lat/lon (`Transformer`), ground distances on the WGS84
+  ellipsoid (`Geod`) for the size of a pixel of a lat/lon image;
+- shapely: clipping road centre-lines to a tile, road crossings, footprint areas and centroids;
+- rasterio (in sources.py): GeoTIFF georeferencing and rasterising vector labels.
 
 Everything works in source-pixel coordinates (x right, y down) of one image, with the metres per
 pixel along x and y passed in (`sx`, `sy`), because the Las Vegas image is in degrees and its
-pixels are not square on the ground. No GDAL/pyproj/shapely: the few formulas needed are here.
+pixels are not square on the ground. What no library offers is here: the axial (undirected) mean
+bearing of a road and the arm count that tells a junction from a street that merely continues.
 """
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
+from pyproj import CRS, Geod, Transformer
+from shapely.geometry import LineString, Point, Polygon, box
+from shapely.geometry.base import BaseGeometry
 
 Window = tuple[int, int, int, int]  # x0, y0, x1, y1 in source pixels (x1, y1 exclusive)
 
-# WGS84 ellipsoid
-_A = 6378137.0
-_F = 1 / 298.257223563
-_E2 = _F * (2 - _F)
+WGS84 = Geod(ellps="WGS84")
 
 
-def metres_per_degree(lat_deg: float) -> tuple[float, float]:
-    """(metres per degree of longitude, of latitude) at a latitude on the WGS84 ellipsoid."""
-    phi = math.radians(lat_deg)
-    w = math.sqrt(1 - _E2 * math.sin(phi) ** 2)
-    n = _A / w  # prime-vertical radius
-    m = _A * (1 - _E2) / w**3  # meridional radius
-    return math.radians(1) * n * math.cos(phi), math.radians(1) * m
+@lru_cache(maxsize=None)
+def _to_wgs84(epsg: int) -> Transformer:
+    return Transformer.from_crs(CRS.from_epsg(epsg), CRS.from_epsg(4326), always_xy=True)
+
+
+def to_latlon(x: float, y: float, epsg: int) -> tuple[float, float]:
+    """A point of a projected CRS (e.g. UTM easting/northing) as WGS84 (lat, lon) degrees."""
+    lon, lat = _to_wgs84(epsg).transform(x, y)
+    return lat, lon
 
 
 def utm_to_wgs84(easting: float, northing: float, zone: int, north: bool = True) -> tuple[float, float]:
-    """Inverse transverse Mercator (Snyder 1987, eqs. 8-18..8-25): (lat, lon) in degrees, ~mm accurate."""
-    k0 = 0.9996
-    e2 = _E2
-    ep2 = e2 / (1 - e2)
-    x = easting - 500000.0
-    y = northing if north else northing - 10000000.0
-    mu = y / k0 / (_A * (1 - e2 / 4 - 3 * e2**2 / 64 - 5 * e2**3 / 256))
-    e1 = (1 - math.sqrt(1 - e2)) / (1 + math.sqrt(1 - e2))
-    phi1 = (mu + (3 * e1 / 2 - 27 * e1**3 / 32) * math.sin(2 * mu)
-            + (21 * e1**2 / 16 - 55 * e1**4 / 32) * math.sin(4 * mu)
-            + (151 * e1**3 / 96) * math.sin(6 * mu) + (1097 * e1**4 / 512) * math.sin(8 * mu))
-    s, c, t = math.sin(phi1), math.cos(phi1), math.tan(phi1)
-    c1 = ep2 * c**2
-    t1 = t**2
-    n1 = _A / math.sqrt(1 - e2 * s**2)
-    r1 = _A * (1 - e2) / (1 - e2 * s**2) ** 1.5
-    d = x / (n1 * k0)
-    lat = phi1 - (n1 * t / r1) * (d**2 / 2 - (5 + 3 * t1 + 10 * c1 - 4 * c1**2 - 9 * ep2) * d**4 / 24
-                                  + (61 + 90 * t1 + 298 * c1 + 45 * t1**2 - 252 * ep2 - 3 * c1**2) * d**6 / 720)
-    lon = (d - (1 + 2 * t1 + c1) * d**3 / 6
-           + (5 - 2 * c1 + 28 * t1 - 3 * c1**2 + 8 * ep2 + 24 * t1**2) * d**5 / 120) / c
-    lon0 = math.radians((zone - 1) * 6 - 180 + 3)
-    return math.degrees(lat), math.degrees(lon0 + lon)
+    """WGS84 / UTM (EPSG:326zz north, 327zz south) -> (lat, lon) degrees."""
+    return to_latlon(easting, northing, (32600 if north else 32700) + zone)
 
 
-def clip_segment(p: np.ndarray, q: np.ndarray, win: Window) -> tuple[np.ndarray, np.ndarray] | None:
-    """Liang-Barsky: the part of segment p->q inside the window, or None."""
-    x0, y0, x1, y1 = win
-    d = q - p
-    t0, t1 = 0.0, 1.0
-    for den, num in ((-d[0], p[0] - x0), (d[0], x1 - p[0]), (-d[1], p[1] - y0), (d[1], y1 - p[1])):
-        if den == 0:
-            if num < 0:
-                return None
-            continue
-        t = num / den
-        if den < 0:
-            t0 = max(t0, t)
-        else:
-            t1 = min(t1, t)
-        if t0 > t1:
-            return None
-    return p + t0 * d, p + t1 * d
+def lonlat_pixel_size_m(lon: float, lat: float, dlon: float, dlat: float) -> tuple[float, float]:
+    """Ground size (metres east-west, north-south) of a dlon x dlat degree pixel centred at (lon, lat),
+    from geodesics on the WGS84 ellipsoid."""
+    _, _, sx = WGS84.inv(lon - dlon / 2, lat, lon + dlon / 2, lat)
+    _, _, sy = WGS84.inv(lon, lat - dlat / 2, lon, lat + dlat / 2)
+    return sx, sy
+
+
+def _lines(geom: BaseGeometry) -> list[LineString]:
+    """The line parts of a clipping result (points where a line only touches the edge are dropped)."""
+    if geom.is_empty:
+        return []
+    if isinstance(geom, LineString):
+        return [geom]
+    return [g for part in getattr(geom, "geoms", []) for g in _lines(part)]
 
 
 def clipped_segments(line: np.ndarray, win: Window) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The segments of a polyline (N x 2 pixel coords) that fall inside a window."""
+    """The straight pieces of a polyline (N x 2 pixel coords) that fall inside a window (shapely)."""
     out = []
-    for p, q in zip(line[:-1], line[1:]):
-        seg = clip_segment(p, q, win)
-        if seg is not None and np.any(seg[0] != seg[1]):
-            out.append(seg)
+    for part in _lines(LineString(line).intersection(box(*win))):
+        pts = np.asarray(part.coords)[:, :2]
+        out += [(p, q) for p, q in zip(pts[:-1], pts[1:]) if np.any(p != q)]
     return out
 
 
@@ -97,80 +81,60 @@ def length_and_bearing(segments: list[tuple[np.ndarray, np.ndarray]], sx: float,
     return total, bearing
 
 
-def _closest_on_segment(pt: np.ndarray, p: np.ndarray, q: np.ndarray) -> tuple[float, np.ndarray]:
-    d = q - p
-    den = float(d @ d)
-    t = 0.0 if den == 0 else float(np.clip((pt - p) @ d / den, 0.0, 1.0))
-    c = p + t * d
-    return float(np.hypot(*(pt - c))), c
+def _points(geom: BaseGeometry) -> list[np.ndarray]:
+    if geom.is_empty:
+        return []
+    if isinstance(geom, Point):
+        return [np.array(geom.coords[0][:2])]
+    return [p for part in getattr(geom, "geoms", []) for p in _points(part)]
 
 
-def _segment_crossing(p1, p2, q1, q2) -> np.ndarray | None:
-    r, s = p2 - p1, q2 - q1
-    den = r[0] * s[1] - r[1] * s[0]
-    if den == 0:
-        return None
-    w = q1 - p1
-    t = (w[0] * s[1] - w[1] * s[0]) / den
-    u = (w[0] * r[1] - w[1] * r[0]) / den
-    if 0 <= t <= 1 and 0 <= u <= 1:
-        return p1 + t * r
-    return None
-
-
-def _arms(line: np.ndarray, pt: np.ndarray, tol: float) -> int:
+def _arms(line: LineString, pt: np.ndarray, tol: float) -> int:
     """How many road arms leave `pt` along this polyline: 1 at an end, 2 through its middle, 0 if off it."""
-    if min(_closest_on_segment(pt, p, q)[0] for p, q in zip(line[:-1], line[1:])) > tol:
+    p = Point(pt)
+    if line.distance(p) > tol:
         return 0
-    at_end = min(np.hypot(*(pt - line[0])), np.hypot(*(pt - line[-1]))) <= tol
-    return 1 if at_end else 2
+    ends = line.boundary  # the two end points (empty for a closed ring)
+    return 1 if not ends.is_empty and ends.distance(p) <= tol else 2
 
 
 def junctions(lines: list[np.ndarray], tol_px: float) -> list[np.ndarray]:
     """Points where roads meet with at least three arms (T, X, Y junctions); ends that merely continue
     one street (two arms) are not junctions. Candidates: crossings and ends touching another road."""
+    geoms = [LineString(line) for line in lines]
     cands: list[np.ndarray] = []
-    for i, a in enumerate(lines):
-        for j, b in enumerate(lines):
-            if j <= i:
-                continue
-            for p1, p2 in zip(a[:-1], a[1:]):
-                for q1, q2 in zip(b[:-1], b[1:]):
-                    x = _segment_crossing(p1, p2, q1, q2)
-                    if x is not None:
-                        cands.append(x)
-            for end, other in ((a[0], b), (a[-1], b), (b[0], a), (b[-1], a)):
-                dist, c = min((_closest_on_segment(end, p, q) for p, q in zip(other[:-1], other[1:])),
-                              key=lambda dc: dc[0])
-                if dist <= tol_px:
-                    cands.append((end + c) / 2)
+    for i, a in enumerate(geoms):
+        for b in geoms[i + 1:]:
+            cands += _points(a.intersection(b))  # crossings (shared stretches are not junctions)
+            for end, other in [(Point(c), b) for c in (a.coords[0], a.coords[-1])] + \
+                              [(Point(c), a) for c in (b.coords[0], b.coords[-1])]:
+                if other.distance(end) <= tol_px:
+                    nearest = other.interpolate(other.project(end))
+                    cands.append((np.array(end.coords[0][:2]) + np.array(nearest.coords[0][:2])) / 2)
     points: list[np.ndarray] = []
     for c in cands:  # merge candidates that describe the same junction
         if any(np.hypot(*(c - p)) <= 2 * tol_px for p in points):
             continue
-        if sum(_arms(line, c, tol_px) for line in lines) >= 3:
+        if sum(_arms(g, c, tol_px) for g in geoms) >= 3:
             points.append(c)
     return points
 
 
-def polygon_area_centroid(ring: np.ndarray) -> tuple[float, np.ndarray]:
-    """Shoelace area (in squared input units, positive) and area centroid of a closed or open ring."""
-    x, y = ring[:, 0], ring[:, 1]
-    xn, yn = np.roll(x, -1), np.roll(y, -1)
-    cross = x * yn - xn * y
-    a = cross.sum() / 2
-    if a == 0:
-        return 0.0, ring.mean(axis=0)
-    cx = ((x + xn) * cross).sum() / (6 * a)
-    cy = ((y + yn) * cross).sum() / (6 * a)
-    return abs(float(a)), np.array([cx, cy])
+def footprint(rings: list[np.ndarray]) -> tuple[float, np.ndarray]:
+    """Area (input units squared, holes removed) and area centroid of a polygon given as its
+    exterior ring and hole rings (shapely)."""
+    poly = Polygon(rings[0], holes=rings[1:])
+    if poly.area == 0:
+        return 0.0, np.asarray(rings[0]).mean(axis=0)
+    return float(poly.area), np.array(poly.centroid.coords[0])
 
 
 def inside(pt: np.ndarray, win: Window) -> bool:
+    """The point lies in the half-open window (a point on a shared edge belongs to one tile only)."""
     x0, y0, x1, y1 = win
     return bool(x0 <= pt[0] < x1 and y0 <= pt[1] < y1)
 
 
 def overlaps(a: Window, b: Window) -> bool:
-    """Positive-area intersection (touching edges do not overlap)."""
+    """Positive-area intersection of two integer windows (touching edges do not overlap)."""
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]

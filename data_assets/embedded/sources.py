@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import rasterio
+import rasterio.features
 import tifffile
-from PIL import Image, ImageDraw
+from affine import Affine
+from PIL import Image
+from shapely import geometry as shp
 
 from data_assets.embedded import geometry as geo
 from data_assets.errors import DataError
@@ -71,28 +75,45 @@ def provenance(name: str) -> dict:
 
 # ---------------------------------------------------------------- readers
 
-def _geotiff(path: Path) -> tuple[tuple[float, float], tuple[float, float], int | None]:
-    """(origin x/y, pixel size x/y, EPSG code) from a GeoTIFF's tags, without decoding pixels."""
+def _geotiff(path: Path) -> tuple[Affine, int | None]:
+    """(pixel -> CRS affine transform, EPSG code) of a GeoTIFF, read with rasterio (no pixels decoded)."""
     try:
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages[0]
-            scale = page.tags["ModelPixelScaleTag"].value
-            tie = page.tags["ModelTiepointTag"].value
-            keys = tif.geotiff_metadata or {}
-    except (KeyError, tifffile.TiffFileError) as e:
-        raise DataError(path, f"not a GeoTIFF with pixel scale and tie point ({e})") from None
-    if tie[0] != 0 or tie[1] != 0:
-        raise DataError(path, "tie point is not the upper-left pixel; unsupported")
-    epsg = keys.get("ProjectedCSTypeGeoKey") or keys.get("GeographicTypeGeoKey")
-    return (tie[3], tie[4]), (scale[0], scale[1]), (int(epsg) if epsg is not None else None)
+        with rasterio.open(path) as ds:
+            transform, crs = ds.transform, ds.crs
+    except rasterio.errors.RasterioIOError as e:
+        raise DataError(path, f"not a readable GeoTIFF ({e})") from None
+    if crs is None or transform.is_identity:
+        raise DataError(path, "GeoTIFF has no georeference (CRS and geotransform)")
+    if transform.b != 0 or transform.d != 0:
+        raise DataError(path, "rotated GeoTIFF (non north-up geotransform); unsupported")
+    return transform, crs.to_epsg()
+
+
+def _rasterize(shapes: list, size: tuple[int, int], transform: Affine = Affine.identity()) -> np.ndarray:
+    """Class raster (uint8, h x w) of (geometry, class value) pairs, later pairs painted over earlier
+    ones; a pixel takes a class when its centre lies inside (rasterio.features.rasterize)."""
+    w, h = size
+    if not shapes:
+        return np.full((h, w), OTHER, dtype=np.uint8)
+    return rasterio.features.rasterize(shapes, out_shape=(h, w), transform=transform, fill=OTHER, dtype="uint8")
 
 
 def _stretch(raw: np.ndarray, lo_pct: float = 1.0, hi_pct: float = 99.0) -> Image.Image:
     """16-bit panchromatic -> 8-bit grey with a percentile stretch over valid (non-zero) pixels."""
+    return Image.fromarray(stretch_to_uint8(raw, *stretch_limits(raw, lo_pct, hi_pct)), "L")
+
+
+def stretch_limits(raw: np.ndarray, lo_pct: float = 1.0, hi_pct: float = 99.0) -> tuple[float, float]:
+    """The (low, high) percentiles of the valid (non-zero) pixels: computed once per raster, so
+    tiles cut from it (the satellite gallery reads windows) get the same stretch as the whole."""
     valid = raw[raw > 0]
-    lo, hi = np.percentile(valid, [lo_pct, hi_pct])
+    lo, hi = np.percentile(valid, [lo_pct, hi_pct]) if valid.size else (0.0, 1.0)
+    return float(lo), float(hi)
+
+
+def stretch_to_uint8(raw: np.ndarray, lo: float, hi: float) -> np.ndarray:
     grey = np.clip((raw.astype(np.float32) - lo) / max(hi - lo, 1.0) * 255.0, 0, 255)
-    return Image.fromarray(grey.round().astype(np.uint8), "L")
+    return grey.round().astype(np.uint8)
 
 
 def _read_geojson(path: Path) -> list[dict]:
@@ -114,12 +135,11 @@ def _read_voc_boxes(path: Path) -> list[tuple[float, float, float, float]]:
     return boxes
 
 
-def _utm_zone(epsg: int) -> tuple[int, bool]:
-    if 32601 <= epsg <= 32660:
-        return epsg - 32600, True
-    if 32701 <= epsg <= 32760:
-        return epsg - 32700, False
-    raise ValueError(f"EPSG:{epsg} is not WGS84 / UTM")
+def _projected_epsg(path: Path, epsg: int | None) -> int:
+    """The EPSG code of a projected (metric) CRS, or a DataError naming the file."""
+    if epsg is None or not 32601 <= epsg <= 32760:
+        raise DataError(path, f"expected a WGS84 / UTM CRS, found EPSG:{epsg}")
+    return epsg
 
 
 # ---------------------------------------------------------------- SpaceNet
@@ -127,16 +147,14 @@ def _utm_zone(epsg: int) -> tuple[int, bool]:
 def load_vegas() -> Source:
     """Las Vegas: EPSG:4326 panchromatic image, road centre-lines and SpaceNet's road mask."""
     img_path = asset_path("spacenet_vegas_image")
-    (lon0, lat0), (dlon, dlat), epsg = _geotiff(img_path)
+    transform, epsg = _geotiff(img_path)
     if epsg != 4326:
         raise DataError(img_path, f"expected EPSG:4326, found EPSG:{epsg}")
     raw = tifffile.imread(img_path)
     h, w = raw.shape
-    mx, my = geo.metres_per_degree(lat0 - dlat * h / 2)
-    sx, sy = dlon * mx, dlat * my
-
-    def to_px(lon: float, lat: float) -> tuple[float, float]:
-        return (lon - lon0) / dlon, (lat0 - lat) / dlat
+    centre_lon, centre_lat = transform @ (w / 2, h / 2)
+    sx, sy = geo.lonlat_pixel_size_m(centre_lon, centre_lat, transform.a, -transform.e)
+    to_px = ~transform  # (lon, lat) -> (col, row)
 
     roads = []
     for f in _read_geojson(asset_path("spacenet_vegas_roads")):
@@ -144,7 +162,7 @@ def load_vegas() -> Source:
         lines = [coords] if f["geometry"]["type"] == "LineString" else coords
         props = f.get("properties") or {}
         for line in lines:
-            roads.append((props.get("name") or None, np.array([to_px(*c[:2]) for c in line]),
+            roads.append((props.get("name") or None, np.array([to_px @ tuple(c[:2]) for c in line]),
                           int(props.get("lane_number") or 1)))
     mask = tifffile.imread(asset_path("spacenet_vegas_road_mask"))
     if mask.shape != raw.shape:
@@ -155,37 +173,34 @@ def load_vegas() -> Source:
         classes=classes, annotated=("road",),
         assets=("spacenet_vegas_image", "spacenet_vegas_roads", "spacenet_vegas_road_mask"),
         roads=roads, junctions=geo.junctions([r[1] for r in roads], tol_px=1.0 / sx),
-        to_latlon=lambda x, y: (lat0 - y * dlat, lon0 + x * dlon))
+        to_latlon=lambda x, y: (transform @ (x, y))[::-1])
 
 
 def load_atlanta() -> Source:
     """Atlanta: UTM 16N panchromatic image with building footprints (rasterised for area fractions)."""
     img_path = asset_path("spacenet_atlanta_image")
-    (e0, n0), (sx, sy), epsg = _geotiff(img_path)
-    zone, north = _utm_zone(epsg)
+    transform, epsg = _geotiff(img_path)
+    epsg = _projected_epsg(img_path, epsg)
+    sx, sy = transform.a, -transform.e
     raw = tifffile.imread(img_path)
     h, w = raw.shape
-    canvas = Image.new("L", (w, h), OTHER)
-    draw = ImageDraw.Draw(canvas)
-    buildings, rings_px = [], []
+    to_px = ~transform
+    buildings, rings_px, shapes = [], [], []
     for f in _read_geojson(asset_path("spacenet_atlanta_buildings")):
         geom = f["geometry"]
+        shapes.append((shp.shape(geom), BUILDING))  # holes stay unpainted
         polys = [geom["coordinates"]] if geom["type"] == "Polygon" else geom["coordinates"]
         for poly in polys:
-            rings = [np.array([((x - e0) / sx, (n0 - y) / sy) for x, y, *_ in ring]) for ring in poly]
-            area_px, centroid = geo.polygon_area_centroid(rings[0])
-            holes = sum(geo.polygon_area_centroid(r)[0] for r in rings[1:])
-            buildings.append((centroid, (area_px - holes) * sx * sy))
+            rings = [np.array([to_px @ (x, y) for x, y, *_ in ring]) for ring in poly]
+            area_px, centroid = geo.footprint(rings)
+            buildings.append((centroid, area_px * sx * sy))
             rings_px.append(rings)
-            draw.polygon([tuple(p) for p in rings[0]], fill=BUILDING)
-            for hole in rings[1:]:
-                draw.polygon([tuple(p) for p in hole], fill=OTHER)
     return Source(
         key="atlanta", region="atlanta", family="spacenet", image=_stretch(raw), sx=sx, sy=sy,
-        classes=np.asarray(canvas, dtype=np.uint8).copy(), annotated=("building",),
+        classes=_rasterize(shapes, (w, h), transform), annotated=("building",),
         assets=("spacenet_atlanta_image", "spacenet_atlanta_buildings"),
         buildings=buildings, building_rings=rings_px,
-        to_latlon=lambda x, y: geo.utm_to_wgs84(e0 + x * sx, n0 - y * sy, zone, north))
+        to_latlon=lambda x, y: geo.to_latlon(*(transform @ (x, y)), epsg))
 
 
 # ---------------------------------------------------------------- NEON
@@ -193,15 +208,12 @@ def load_atlanta() -> Source:
 def _neon(key: str, region: str, image_asset: str, trees_asset: str, gsd: float,
           to_latlon=None, image: Image.Image | None = None) -> Source:
     image = image if image is not None else _open_rgb(asset_path(image_asset))
-    w, h = image.size
-    canvas = Image.new("L", (w, h), OTHER)
-    draw = ImageDraw.Draw(canvas)
-    centres = []
-    for x0, y0, x1, y1 in _read_voc_boxes(asset_path(trees_asset)):
-        draw.rectangle([x0, y0, x1 - 1, y1 - 1], fill=TREE)  # VOC max is inclusive-ish; keep box area exact
-        centres.append(np.array([(x0 + x1) / 2, (y0 + y1) / 2]))
+    boxes = _read_voc_boxes(asset_path(trees_asset))
+    centres = [np.array([(x0 + x1) / 2, (y0 + y1) / 2]) for x0, y0, x1, y1 in boxes]
+    # in pixel coordinates: a box [x0, x1) x [y0, y1) covers exactly the pixels whose centres it holds
+    classes = _rasterize([(shp.box(*b), TREE) for b in boxes], image.size)
     return Source(key=key, region=region, family="neon", image=image, sx=gsd, sy=gsd,
-                  classes=np.asarray(canvas, dtype=np.uint8).copy(), annotated=("tree",),
+                  classes=classes, annotated=("tree",),
                   assets=(image_asset, trees_asset), trees=centres, to_latlon=to_latlon)
 
 
@@ -216,10 +228,10 @@ def _open_rgb(path: Path) -> Image.Image:
 
 def load_osbs() -> Source:
     path = asset_path("neon_osbs")
-    (e0, n0), (sx, _), epsg = _geotiff(path)
-    zone, north = _utm_zone(epsg)
-    return _neon("osbs", "osbs", "neon_osbs", "neon_osbs_trees", sx,
-                 to_latlon=lambda x, y: geo.utm_to_wgs84(e0 + x * sx, n0 - y * sx, zone, north))
+    transform, epsg = _geotiff(path)
+    epsg = _projected_epsg(path, epsg)
+    return _neon("osbs", "osbs", "neon_osbs", "neon_osbs_trees", transform.a,
+                 to_latlon=lambda x, y: geo.to_latlon(*(transform @ (x, y)), epsg))
 
 
 def load_sources() -> list[Source]:

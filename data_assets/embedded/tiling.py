@@ -1,9 +1,15 @@
-"""Cut each source into strided square tiles (in metres) and split them by spatial block.
+"""Cut each source into square tiles (in metres) and give every tile its split.
 
-Why blocks: overlapping strided tiles share pixels, so a random per-tile split would leak test
-imagery into training. Each tile belongs to the block holding its centre; whole blocks go to
-test until the source's test share is reached; then every train tile that still overlaps a test
-tile is dropped. No test tile shares a single pixel with a train tile.
+Splits (data_assets/manifest.py):
+- test_cross (cross-area): whole sources (`cross_area_sources`) and the far eastern strip of
+  others (`cross_area_strip`); no train/val/test tile comes within one tile side of a strip, so
+  it is ground that training never saw.
+- test and val: held-out spatial blocks of the remaining ground. Evaluation tiles (test, val,
+  test_cross) lie on a grid whose step is the tile side, so they never overlap each other and R@1
+  measures matching, not overlap with a near-duplicate neighbour.
+- train: strided tiles (overlap is fine, it is augmentation) of the remaining blocks; a train
+  tile overlapping any evaluation tile is dropped, so no evaluation tile shares a pixel with a
+  train tile. Overlapping train tiles are each other's semi-positives.
 """
 from __future__ import annotations
 
@@ -11,9 +17,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from shapely.geometry import box
 
 from data_assets.embedded.geometry import Window, overlaps
 from data_assets.embedded.sources import Source
+
+EVAL_SPLITS = ("val", "test", "test_cross")  # grid tiles, never overlapping
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,13 +42,26 @@ class Tile:
         return (x0 + x1) / 2, (y0 + y1) / 2
 
 
-def tile_windows(src: Source, tile_m: float, stride_m: float) -> list[Window]:
-    """Strided windows covering the image; a source smaller than one tile gives one centred tile
-    clipped to the image (its ground truth then reports the smaller extent)."""
+@dataclass(frozen=True)
+class SplitPlan:
+    """How one source is split (metres; fractions of the source's evaluation-grid tiles)."""
+
+    tile_m: float
+    stride_m: float
+    block_m: float
+    test_fraction: float
+    val_fraction: float
+    cross: float  # 0: none; 1: the whole source is test_cross; else the eastern share held out
+
+
+def tile_windows(src: Source, tile_m: float, stride_m: float, x_from: int = 0, x_to: int | None = None) -> list[Window]:
+    """Strided windows inside columns [x_from, x_to) of the image; a source smaller than one tile
+    gives one tile clipped to the image (its ground truth then reports the smaller extent)."""
     w, h = src.size
+    x_to = w if x_to is None else x_to
     tw, th = min(w, round(tile_m / src.sx)), min(h, round(tile_m / src.sy))
     step_x, step_y = max(1, round(stride_m / src.sx)), max(1, round(stride_m / src.sy))
-    xs = range(0, w - tw + 1, step_x)
+    xs = range(x_from, x_to - tw + 1, step_x)
     ys = range(0, h - th + 1, step_y)
     return [(x, y, x + tw, y + th) for y in ys for x in xs]
 
@@ -49,54 +71,73 @@ def block_of(src: Source, window: Window, block_m: float) -> tuple[int, int]:
     return math.floor(cx * src.sx / block_m), math.floor(cy * src.sy / block_m)
 
 
-def split_tiles(tiles: list[Tile], test_fraction: float, rng: np.random.Generator) -> list[Tile]:
-    """Assign whole blocks of one source to test (shuffled, greedily up to `test_fraction` of its
-    tiles), then drop train tiles overlapping any test tile. Returns the kept tiles with their split."""
-    if not tiles:
-        return []
-    blocks = sorted({t.block for t in tiles})
-    order = [blocks[i] for i in rng.permutation(len(blocks))]
-    target = test_fraction * len(tiles)
-    test_blocks: set[tuple[int, int]] = set()
-    if len(blocks) == 1:  # a one-block source goes wholly to one side
-        if rng.random() < test_fraction:
-            test_blocks.add(blocks[0])
-    else:
-        n_test = 0
-        for b in order[:-1]:  # always leave at least one block for training
-            if n_test >= target:
+def plan_tiles(src: Source, plan: SplitPlan, rng: np.random.Generator, keep=lambda win: True) -> list[Tile]:
+    """Every kept tile of one source with its split (see the module docstring). `keep(window)`
+    filters candidates (e.g. a map tile must show something)."""
+    def tiles(windows, split):
+        return [Tile(src, win, block_of(src, win, plan.block_m), split) for win in windows if keep(win)]
+
+    if plan.cross >= 1:
+        return tiles(tile_windows(src, plan.tile_m, plan.tile_m), "test_cross")
+    w = src.size[0]
+    tile_px = min(w, round(plan.tile_m / src.sx))
+    cross: list[Tile] = []
+    x_end = w
+    if plan.cross > 0:
+        x_cut = round(w * (1 - plan.cross))
+        cross = tiles(tile_windows(src, plan.tile_m, plan.tile_m, x_from=x_cut), "test_cross")
+        x_end = max(0, x_cut - tile_px)  # a one-tile gap: nothing west of the strip comes near it
+    grid = tiles(tile_windows(src, plan.tile_m, plan.tile_m, x_to=x_end), "test")
+    test_blocks, val_blocks = _held_out_blocks(grid, plan, rng)
+    held = [Tile(src, t.window, t.block, "test" if t.block in test_blocks else "val") for t in grid
+            if t.block in test_blocks | val_blocks]
+    evaluation = held + cross
+    train = [t for t in tiles(tile_windows(src, plan.tile_m, plan.stride_m, x_to=x_end), "train")
+             if t.block not in test_blocks | val_blocks and not any(overlaps(t.window, u.window) for u in evaluation)]
+    return sorted(evaluation + train, key=lambda t: (t.window[1], t.window[0], t.split))
+
+
+def _held_out_blocks(grid: list[Tile], plan: SplitPlan, rng: np.random.Generator):
+    """Shuffled whole blocks to test, then to val, greedily up to their share of the grid tiles;
+    at least one block always stays for training."""
+    blocks = sorted({t.block for t in grid})
+    if len(blocks) < 2:  # a one-block source goes wholly to training (cross_area_sources can hold it out)
+        return set(), set()
+    order = [blocks[i] for i in rng.permutation(len(blocks))][:-1]
+    size = {b: sum(t.block == b for t in grid) for b in blocks}
+    taken: list[set] = []
+    for fraction in (plan.test_fraction, plan.val_fraction):
+        target, n, chosen = fraction * len(grid), 0, set()
+        for b in list(order):
+            if n >= target:
                 break
-            n_block = sum(t.block == b for t in tiles)
-            if n_test and n_test + n_block - target > target - n_test:
+            if n and n + size[b] - target > target - n:
                 continue  # this block would overshoot more than it helps; try a smaller one
-            test_blocks.add(b)
-            n_test += n_block
-    test = [Tile(t.source, t.window, t.block, "test") for t in tiles if t.block in test_blocks]
-    train = [Tile(t.source, t.window, t.block, "train") for t in tiles if t.block not in test_blocks
-             and not any(overlaps(t.window, u.window) for u in test)]
-    return sorted(test + train, key=lambda t: (t.window[1], t.window[0]))
+            chosen.add(b)
+            order.remove(b)
+            n += size[b]
+        taken.append(chosen)
+    return taken[0], taken[1]
 
 
 def overlap_fraction(a: Window, b: Window) -> float:
     """Intersection area over the smaller window's area (tiles of one source have one size, so
     this is "share of the tile" and symmetric)."""
-    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return iw * ih / smaller
+    pa, pb = box(*a), box(*b)
+    return pa.intersection(pb).area / min(pa.area, pb.area)
 
 
 def semi_positives(tiles: list[Tile], min_overlap: float) -> dict[str, list[str]]:
     """VIGOR-style semi-positives: for each location, the other locations of the same split and
     the same source image whose tile overlaps it by >= min_overlap of the tile area. They are
-    near-duplicates of the true tile, so evaluation should not count them as wrong and training
-    should not use them as negatives. min_overlap == 0 disables (every list empty)."""
+    near-duplicates of the true tile, so training should not use them as negatives (evaluation
+    tiles never overlap, so theirs are empty). min_overlap == 0 disables (every list empty)."""
     found: dict[str, list[str]] = {t.location_id: [] for t in tiles}
     if min_overlap <= 0:
         return found
     for i, a in enumerate(tiles):
         for b in tiles[i + 1:]:
-            if (a.source is b.source and a.split == b.split
+            if (a.source is b.source and a.split == b.split and overlaps(a.window, b.window)
                     and overlap_fraction(a.window, b.window) >= min_overlap):
                 found[a.location_id].append(b.location_id)
                 found[b.location_id].append(a.location_id)

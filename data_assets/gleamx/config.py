@@ -56,6 +56,8 @@ class GleamXDataConfig(Section):
     max_pairs_per_modality_per_split: int | None = Field(default=None, ge=1)  # positives kept; null = all
     num_shards: int = Field(default=4, ge=1)  # slices per modality (Dagster partitions)
     progress: bool = True  # show a progress bar with count, ETA, tokens and spend
+    # fail the stage (with the counts) when more than this share of pairs got no usable answer
+    max_failed_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
     openai: OpenAITeacherConfig = OpenAITeacherConfig()  # used when teacher = openai
 
     @model_validator(mode="after")

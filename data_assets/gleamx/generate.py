@@ -162,8 +162,24 @@ def generate_gleamx_dataset(cfg: GleamXDataConfig, manifest_path: Path, base_dir
         idx = [i for i, r in enumerate(rows) if r["modality"] == m and int(r["shard"]) == s]
         reports.append(_write_slice(out_dir, slice_name(m, s), [rows[i] for i in idx], [outcomes[i] for i in idx], teacher))
     if modality is None and shard is None:
-        return merge_shards(out_dir)
+        return merge_shards(out_dir, cfg.max_failed_fraction)
+    for report in reports:
+        check_failed_fraction(report, cfg.max_failed_fraction, f"slice {report['slice']}",
+                              out_dir / "shards" / f"{report['slice']}.rejects.jsonl")
     return {"slices": reports, "visual_negatives": info["visual_negatives"]}
+
+
+def check_failed_fraction(report: dict, max_failed_fraction: float, what: str, rejects_path: Path) -> None:
+    """DataError with the counts when too many pairs got no usable answer (a teacher failing on
+    every pair must not look like a finished dataset)."""
+    pairs, rejected = report["pairs"], report["rejected"]
+    if pairs and rejected / pairs > max_failed_fraction:
+        by_kind = {k: v for k, v in report["failures_by_kind"].items() if v}
+        reasons = report.get("rejects_by_reason") or _counts(_read_jsonl(rejects_path), "reason_kind")
+        raise DataError(rejects_path, f"gleamx {what}: the teacher gave no usable answer for {rejected} of {pairs} "
+                                      f"pairs ({rejected / pairs:.1%}, above gleamx.max_failed_fraction "
+                                      f"{max_failed_fraction:.0%}); {report['records']} records; rejects by reason "
+                                      f"{reasons}; failures by kind {by_kind}")
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -172,8 +188,9 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def merge_shards(out_dir: Path) -> dict:
-    """Assemble every slice into {train,val,test}.jsonl, rejects.jsonl and report.json."""
+def merge_shards(out_dir: Path, max_failed_fraction: float = 1.0) -> dict:
+    """Assemble every slice into {train,val,test}.jsonl, rejects.jsonl and report.json; DataError
+    (after writing them, for inspection) when more than max_failed_fraction of the pairs failed."""
     out_dir = Path(out_dir)
     pairs_path = out_dir / "pairs.parquet"
     if not pairs_path.is_file():
@@ -198,7 +215,10 @@ def merge_shards(out_dir: Path) -> dict:
         write_jsonl(out_dir / f"{split}.jsonl", [r for r in records if r["split"] == split])
     write_jsonl(out_dir / "rejects.jsonl", rejects)
     report = _report(records, rejects, slice_reports, meta, pairs)
+    report["max_failed_fraction"] = max_failed_fraction
+    report["passed"] = not (report["pairs"] and report["rejected"] / report["pairs"] > max_failed_fraction)
     write_json(out_dir / "report.json", report)
+    check_failed_fraction(report, max_failed_fraction, "dataset", out_dir / "rejects.jsonl")
     return report
 
 

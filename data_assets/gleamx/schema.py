@@ -39,7 +39,7 @@ class GleamXRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str  # the pair id
-    split: Literal["train", "val", "test"]
+    split: Literal["train", "val", "test", "test_cross"]
     query_path: str  # relative to the base dir the stage ran from
     satellite_path: str
     modality: Literal["uav", "street_map", "panorama", "ground"]

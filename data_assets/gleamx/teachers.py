@@ -306,8 +306,10 @@ class OpenAITeacher:
         except (KeyError, IndexError, TypeError, ValueError, AttributeError):
             return "wrong_schema", "response is not an OpenAI chat completion", None
         cost = p_tok / 1000 * self.cfg.price_per_1k_prompt + c_tok / 1000 * self.cfg.price_per_1k_completion
-        return None, "", {"content": content, "finish_reason": choice.get("finish_reason"), "prompt_tokens": p_tok, "completion_tokens": c_tok,
-                          "cost_usd": cost, "model": str(data.get("model") or self.model), "created_at": now_iso()}
+        # scrubbed before anything keeps it: a server that echoes the key must not get it into the cache
+        return None, "", {"content": self._scrub(content), "finish_reason": choice.get("finish_reason") if choice.get("finish_reason") in (None, "stop", "length") else "other",
+                          "prompt_tokens": p_tok, "completion_tokens": c_tok, "cost_usd": cost,
+                          "model": self._scrub(str(data.get("model") or self.model)), "created_at": now_iso()}
 
 
 def make_teacher(cfg: GleamXDataConfig, cache_dir: Path | None = None) -> Teacher:

@@ -84,10 +84,11 @@ def ingest(cfg: IngestConfig, out_path: Path, base_dir: Path, cache_dir: Path | 
         frames.append(frame)
         sources.append(info)
     df, dropped = _drop_duplicates(pd.concat(frames, ignore_index=True))
+    escaping = int((df["_query_abs"].isna() & df["query_path"].notna()).sum() + df["_satellite_abs"].isna().sum())
     _check_one_satellite_per_location(df)
 
     cache = HashCache.load(Path(cache_dir) / CACHE_FILE if cache_dir is not None else None)
-    report = hash_files(sorted(set(df["_query_abs"].dropna()) | set(df["_satellite_abs"])),
+    report = hash_files(sorted(set(df["_query_abs"].dropna()) | set(df["_satellite_abs"].dropna())),
                         cfg.workers, cache, compute=cfg.hash_images)
     df["query_sha256"] = df["_query_abs"].map(report.digests)
     df["satellite_sha256"] = df["_satellite_abs"].map(report.digests)
@@ -106,6 +107,7 @@ def ingest(cfg: IngestConfig, out_path: Path, base_dir: Path, cache_dir: Path | 
         "files_hashed": report.hashed,
         "hash_cache_hits": report.cache_hits,
         "duplicate_rows_dropped": dropped,
+        "escaping_paths": escaping,
         "missing_examples": sorted(report.missing)[:MISSING_EXAMPLES],
     }
     if report.missing:
@@ -171,8 +173,11 @@ def _posix(path: str) -> str:
     return posixpath.normpath(str(path).replace("\\", "/"))
 
 
-def _absolute_paths(root: Path, queries: list, satellites: list, origins: list) -> dict[str, str]:
-    """relative path -> absolute path, for every path given; DataError for one that leaves the root.
+def _absolute_paths(root: Path, queries: list, satellites: list, origins: list) -> dict[str, str | None]:
+    """relative path -> absolute path, for every path given; None for one that leaves the root.
+
+    A row naming such a path (../, absolute, a symlink out) is kept, unhashed (the file is never
+    read): validation quarantines that row with the reason, and the rest of the source goes on.
 
     resolve_inside per file costs ~5 lstat calls; resolving each folder once and then only checking
     whether the file itself is a symlink gives the same answer at ~1 call per file.
@@ -192,8 +197,9 @@ def _absolute_paths(root: Path, queries: list, satellites: list, origins: list) 
                     candidate = str(resolve_inside(root, rel))
                 out[rel] = candidate
             except DataError:
-                raise DataError(root, f"{origin}: {column} {rel!r} escapes the dataset root "
-                                      f"(absolute paths and ../ are refused)") from None
+                log.warning("%s: %s: %s %r escapes the dataset root (absolute paths and ../ are refused); "
+                            "the row is kept unhashed and validation quarantines it", root, origin, column, rel)
+                out[rel] = None
     return out
 
 

@@ -115,6 +115,8 @@ def _coordinate(v: Any, name: str, limit: float) -> float | None:
         x = float(v)
     except (TypeError, ValueError):
         raise ValueError(f"{name} {v!r} is not a number") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{name} {v!r} is not a finite number (leave it empty where unknown)")
     if not -limit <= x <= limit:
         raise ValueError(f"{name} {x} is outside [-{limit:g}, {limit:g}]")
     return x

@@ -1,18 +1,28 @@
-"""docs/index.html: a self-contained page a person can open from disk.
+"""The validation stage's human-readable docs: Great Expectations' own Data Docs, plus our page.
 
-Why not GX's own Data Docs: its pages load Bootstrap, Font Awesome and Vega from public CDNs, so
-offline they render unstyled and online they make third-party requests. This page is built from
-the same GX results, embeds its thumbnails, and needs nothing but a browser.
+- docs/gx/: GX's Data Docs site (index, one page per suite and per validation run, named by the
+  run id and time), built from the results of this run by GX's own SiteBuilder. Its pages load
+  Bootstrap and jQuery from public CDNs: offline they render unstyled, but every table is there.
+- docs/index.html: a self-contained page (no CDN) with the verdict, counts, every expectation,
+  the quarantine and the sample thumbnails, that links to the GX site and names the same run.
 """
 from __future__ import annotations
 
 import base64
+import copy
 import json
+from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from data_assets.io import atomic_directory
+
+GX_SITE = "gleam_local_site"  # the one Data Docs site of the stage's in-memory GX context
+GX_SUBDIR = "gx"  # docs/gx/index.html, next to our docs/index.html
+GX_DOCS_MAX_UNEXPECTED = 200  # bad values listed per expectation in GX's pages
 MAX_QUARANTINE_LINES = 500  # the page stays light; quarantine.csv has every line
 
 STYLE = """
@@ -50,6 +60,7 @@ def render_docs(report: dict, quarantine: pd.DataFrame, thumbnails: list[Path]) 
     parts = [
         f"<h1>Manifest validation: {escape(str(report['manifest']))}</h1>",
         f'<p class="verdict {"ok" if report["passed"] else "bad"}">{verdict}</p>',
+        _run_line(report.get("run")),
         _table(["rows in", "rows out", "bad rows", "bad fraction", "max bad fraction"],
                [[_cell(c["rows_in"], True), _cell(c["rows_out"], True), _cell(c["bad_rows"], True),
                  _cell(f"{c['bad_fraction']:.4%}", True), _cell(f"{report['threshold']:.4%}", True)]]),
@@ -94,3 +105,68 @@ def render_docs(report: dict, quarantine: pd.DataFrame, thumbnails: list[Path]) 
     return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
             f"<title>GLEAM manifest validation: {verdict}</title><style>{STYLE}</style></head><body>"
             + "\n".join(parts) + "</body></html>\n")
+
+
+def _run_line(run: dict | None) -> str:
+    if not run:
+        return ""
+    link = f' &middot; <a href="{escape(run["gx_data_docs"])}">Great Expectations Data Docs</a>' \
+        if run.get("gx_data_docs") else ""
+    return (f"<p>Run <code>{escape(run['run_name'])}</code> at {escape(run['run_time'])} "
+            f"(Great Expectations {escape(str(run.get('great_expectations_version', '')))}){link}</p>")
+
+
+# -- Great Expectations' own Data Docs ------------------------------------------------------------
+
+def new_run_id(now: datetime | None = None):
+    """The GX run id of one validation: its name says when (UTC), its time is exact."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    now = now or datetime.now(timezone.utc)
+    return RunIdentifier(run_name=f"validate-{now:%Y%m%dT%H%M%SZ}", run_time=now)
+
+
+def run_info(run_id, docs_link: str | None = f"{GX_SUBDIR}/index.html") -> dict[str, Any]:
+    """What report.json and our page record of the run (JSON-able)."""
+    import great_expectations as gx
+
+    return {"run_name": run_id.run_name, "run_time": run_id.run_time.isoformat(),
+            "great_expectations_version": gx.__version__, "gx_data_docs": docs_link}
+
+
+def store_result(context, result, batch_id: str, run_id) -> None:
+    """Keep one suite's validation result in the context's store, as GX's checkpoints do, so
+    that build_gx_docs renders it under this run id. The stored copy lists at most
+    GX_DOCS_MAX_UNEXPECTED bad values per expectation (quarantine.csv has every bad row)."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    result = copy.deepcopy(result)  # the caller still reads the complete lists
+    result.meta["run_id"] = run_id
+    result.meta["validation_time"] = run_id.run_time
+    for r in result.results:
+        details = r.result or {}
+        details.pop("unexpected_index_query", None)  # a query naming every bad row: megabytes on 100k rows
+        for key in ("unexpected_list", "unexpected_index_list"):
+            if isinstance(details.get(key), list):
+                details[key] = details[key][:GX_DOCS_MAX_UNEXPECTED]
+    suite_id = ExpectationSuiteIdentifier(name=result.suite_name)
+    key = ValidationResultIdentifier(expectation_suite_identifier=suite_id, run_id=run_id, batch_identifier=batch_id)
+    context.validation_results_store.store_validation_results(result, key, suite_id)
+
+
+def build_gx_docs(context, docs_dir: Path) -> Path:
+    """Build GX's Data Docs for every result stored in `context` into docs_dir/gx/ (replaced as a
+    whole, so no page of an older run survives next to this one); returns its index.html."""
+    site_dir = Path(docs_dir) / GX_SUBDIR
+    with atomic_directory(site_dir) as tmp:
+        # set, not add_data_docs_site: that one ignores a context created without any site
+        context.variables.data_docs_sites = {GX_SITE: {
+            "class_name": "SiteBuilder",
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(tmp)},
+        }}
+        context.build_data_docs(site_names=[GX_SITE])
+    return site_dir / "index.html"

@@ -16,15 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
-
 from data_assets.errors import DataError
-from data_assets.io import load_image, read_json, write_json
+from data_assets.io import LOADER_VERSION, load_image, open_image, read_json, write_json
 
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "image_checks.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 1 + 100 * LOADER_VERSION  # a new loader re-checks every file
 SAVE_EVERY = 5000  # newly verified files between cache checkpoints
 
 
@@ -37,15 +35,16 @@ class ImageFacts:
     error: str | None = None  # what is wrong, naming the file; None when fine
 
 
-def inspect_image(path: Path, decode: bool) -> ImageFacts:
-    """Open one image; with `decode`, decode every pixel so truncated files fail here."""
+def inspect_image(path: Path, decode: bool, max_pixels: int | None = None) -> ImageFacts:
+    """Open one image with the loader every stage uses; with `decode`, decode every pixel so
+    truncated files fail here. Either way the header's size is bounded before any decoding."""
     if not path.is_file():
         return ImageFacts(exists=False, error=f"{path}: file does not exist")
     try:
         if decode:
-            width, height = load_image(path).size
+            width, height = load_image(path, max_pixels=max_pixels).size
         else:
-            with Image.open(path) as im:  # header only: cheap, misses truncated pixel data
+            with open_image(path, max_pixels) as im:  # header only: cheap, misses truncated pixel data
                 width, height = im.size
     except DataError as e:
         return ImageFacts(exists=True, decodes=False, error=str(e))
@@ -101,7 +100,8 @@ class ImageCheckCache:
         self.unsaved = 0
 
 
-def inspect_images(paths: list[Path], decode: bool, workers: int, cache_dir: Path | None) -> dict[Path, ImageFacts]:
+def inspect_images(paths: list[Path], decode: bool, workers: int, cache_dir: Path | None,
+                   max_pixels: int | None = None) -> dict[Path, ImageFacts]:
     """Facts for each distinct path; cached files are not opened again."""
     cache = ImageCheckCache(cache_dir)
     facts: dict[Path, ImageFacts] = {}
@@ -114,7 +114,7 @@ def inspect_images(paths: list[Path], decode: bool, workers: int, cache_dir: Pat
             facts[path] = hit
     log.info("checking %d images (%d verified by cache)", len(todo), len(facts))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for path, result in zip(todo, pool.map(lambda p: inspect_image(p, decode), todo)):
+        for path, result in zip(todo, pool.map(lambda p: inspect_image(p, decode, max_pixels), todo)):
             facts[path] = result
             cache.remember(path, result, decode)
     cache.save()
@@ -166,12 +166,12 @@ def _real_dir(cache: dict[tuple[str, str], str], base_dir: Path, root: str, fold
 
 
 def add_file_facts(df: pd.DataFrame, base_dir: Path, decode: bool, workers: int,
-                   cache_dir: Path | None) -> pd.DataFrame:
+                   cache_dir: Path | None, max_pixels: int | None = None) -> pd.DataFrame:
     """Return `df` plus <view>_exists/_decodes/_width/_height/_error for view in (query, satellite)."""
     out = df.copy()
     resolved = {view: resolve_paths(df, f"{view}_path", Path(base_dir)) for view in ("query", "satellite")}
     every_path = [p for paths, _ in resolved.values() for p in paths if p is not None]
-    facts = inspect_images(every_path, decode, workers, cache_dir)
+    facts = inspect_images(every_path, decode, workers, cache_dir, max_pixels)
     for view, (paths, errors) in resolved.items():
         rows = []
         for path, error in zip(paths, errors):

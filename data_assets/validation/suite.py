@@ -32,6 +32,7 @@ from great_expectations.expectations.row_conditions import AndCondition, Column
 
 from data_assets.manifest import KINDS, MODALITIES, SCHEMA, SPLITS
 from data_assets.validation.config import ValidateConfig
+from data_assets.validation.docs import store_result
 
 IS_PAIR = Column("kind") == "pair"
 LEAK = "test|train"  # location_splits value of a location seen in both train and test
@@ -189,8 +190,9 @@ def gx_context():
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
-def run_checks(context, name: str, frame: pd.DataFrame, checks: list[Check]) -> list[Outcome]:
-    """Validate `frame` as one GX suite; outcomes in `checks` order, row indices by position."""
+def run_checks(context, name: str, frame: pd.DataFrame, checks: list[Check], run_id=None) -> list[Outcome]:
+    """Validate `frame` as one GX suite; outcomes in `checks` order, row indices by position.
+    With a GX `run_id`, the result is also kept in the context for its Data Docs (docs.py)."""
     used = {"kind", "split", "modality", "role"}  # row conditions read these
     for check in checks:
         kwargs = check.expectation.configuration.kwargs
@@ -201,6 +203,8 @@ def run_checks(context, name: str, frame: pd.DataFrame, checks: list[Check]) -> 
     batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": frame})
     suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=[c.expectation for c in checks]))
     result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+    if run_id is not None:
+        store_result(context, result, batch.id, run_id)
     by_name = {r.expectation_config.meta["gleam_check"]: r for r in result.results}
     return [_outcome(check, by_name[check.name]) for check in checks]
 

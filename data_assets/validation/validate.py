@@ -20,10 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 from data_assets.errors import DataError
-from data_assets.io import write_json, write_text
+from data_assets.io import sha256_file, write_json, write_text
 from data_assets.manifest import COLUMNS, MODALITIES, SPLITS, manifest_metadata, read_manifest, write_manifest
 from data_assets.validation.config import ValidateConfig
-from data_assets.validation.docs import render_docs
+from data_assets.validation.docs import build_gx_docs, new_run_id, render_docs, run_info
 from data_assets.validation.files import add_file_facts
 from data_assets.validation.outputs import quarantine_table, write_quarantine, write_thumbnails
 from data_assets.validation.report import expectation_entry, table_failure
@@ -45,6 +45,7 @@ class ValidationResult:
     docs_path: Path
     manifest_path: Path
     thumbnails: list[Path]
+    gx_docs_path: Path | None = None  # Great Expectations' own Data Docs (docs/gx/index.html)
 
 
 def validate_manifest(manifest_path: Path, cfg: ValidateConfig, out_dir: Path, base_dir: Path,
@@ -58,19 +59,20 @@ def validate_manifest(manifest_path: Path, cfg: ValidateConfig, out_dir: Path, b
     df = read_manifest(manifest_path).reset_index(drop=True)
     report_path = _prepare_out_dir(out_dir)
 
-    frame = add_file_facts(df, base_dir, cfg.decode_images, cfg.workers, cache_dir)
+    frame = add_file_facts(df, base_dir, cfg.decode_images, cfg.workers, cache_dir, cfg.max_image_pixels)
     shared = [src["name"] for src in manifest_metadata(manifest_path).get("sources", [])
               if src.get("satellites_shared_across_splits")]
     frame = suite.add_row_facts(frame, shared_satellite_sources=shared)
     context = suite.gx_context()
-    row_outcomes = suite.run_checks(context, "manifest_rows", frame, suite.row_checks(cfg))
+    run_id = new_run_id()  # names this validation in GX's Data Docs and in report.json
+    row_outcomes = suite.run_checks(context, "manifest_rows", frame, suite.row_checks(cfg), run_id=run_id)
 
     quarantine = quarantine_table(frame, row_outcomes)
     bad = sorted(set(quarantine["row"]))
     kept = df.drop(index=bad)
     kept_frame = frame.drop(index=bad)
     table_outcomes = suite.run_checks(context, "manifest_table", kept_frame,
-                                      suite.table_checks(cfg, _split_modality_combos(frame)))
+                                      suite.table_checks(cfg, _split_modality_combos(frame)), run_id=run_id)
 
     rows_in, rows_out = len(df), len(kept)
     bad_fraction = len(bad) / rows_in if rows_in else 0.0
@@ -96,6 +98,8 @@ def validate_manifest(manifest_path: Path, cfg: ValidateConfig, out_dir: Path, b
         "passed": passed,
         "threshold": cfg.max_bad_fraction,
         "manifest": str(manifest_path),
+        # what consumers check before reading the validated manifest (require_valid_manifest)
+        "validated_manifest": {"file": manifest_out.name, "sha256": sha256_file(manifest_out)},
         "counts": {"rows_in": rows_in, "rows_out": rows_out, "bad_rows": len(bad), "bad_fraction": bad_fraction,
                    "quarantine_lines": len(quarantine), **_counts(kept_frame)},
         "expectations": [expectation_entry(o, "row", frame, int(quarantined_by_check.get(o.check.name, 0)))
@@ -105,7 +109,9 @@ def validate_manifest(manifest_path: Path, cfg: ValidateConfig, out_dir: Path, b
         "failures": failures,
         "config": cfg.model_dump(),
         "great_expectations_version": suite.gx.__version__,
+        "run": run_info(run_id),
     }
+    gx_docs_path = build_gx_docs(context, out_dir / "docs")
     docs_path = out_dir / "docs" / "index.html"
     write_text(docs_path, render_docs(report, quarantine, thumbnails))
     write_json(report_path, report)
@@ -115,7 +121,7 @@ def validate_manifest(manifest_path: Path, cfg: ValidateConfig, out_dir: Path, b
     return ValidationResult(passed=passed, bad_fraction=bad_fraction, rows_in=rows_in, rows_out=rows_out,
                             bad_rows=len(bad), counts=counts, failures=failures, report_path=report_path,
                             quarantine_path=quarantine_path, docs_path=docs_path, manifest_path=manifest_out,
-                            thumbnails=thumbnails)
+                            thumbnails=thumbnails, gx_docs_path=gx_docs_path)
 
 
 def _prepare_out_dir(out_dir: Path) -> Path:

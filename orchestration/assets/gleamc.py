@@ -1,21 +1,13 @@
 """GLEAM-C assets. Training and evaluation run as subprocesses through Dagster Pipes, so the Dagster
 process never holds the model or a GPU, and launch.nproc_per_node scales the same asset to torchrun."""
-import sys
-
-from dagster import AssetExecutionContext, MaterializeResult, PipesSubprocessClient, asset
+from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MaterializeResult,
+                     PipesSubprocessClient, asset, asset_check)
 
 from orchestration.assets.data import validated_manifest
+from orchestration.assets.pipes import run_cli_stage
 from orchestration.resources import GleamConfigResource
 
 GROUP = "gleamc"
-
-
-def run_cli_stage(context: AssetExecutionContext, gleam: GleamConfigResource, pipes: PipesSubprocessClient,
-                  command: str) -> MaterializeResult:
-    project = gleam.project()
-    cmd = [sys.executable, "-m", "orchestration.cli", command, "--params", str(project.params_path),
-           *[arg for o in project.overrides for arg in ("--set", o)]]
-    return pipes.run(command=cmd, context=context, cwd=str(project.root)).get_materialize_result()
 
 
 @asset(group_name=GROUP, deps=[validated_manifest],
@@ -37,3 +29,14 @@ def gleamc_phase2(context: AssetExecutionContext, gleam: GleamConfigResource,
 def gleamc_evaluation(context: AssetExecutionContext, gleam: GleamConfigResource,
                       pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
     return run_cli_stage(context, gleam, pipes_subprocess_client, "gleamc-evaluation")
+
+
+@asset_check(asset=gleamc_phase2, blocking=True, name="finite_weights_and_shape",
+             description="The phase-2 model's tensors are finite and it embeds to unit vectors of its stated size.")
+def finite_weights_and_shape(gleam: GleamConfigResource) -> AssetCheckResult:
+    from gleam_models.encoder import model_problems
+
+    project = gleam.project()
+    problems = model_problems(project.cfg.model, project.gleamc_dir("phase2") / "model.safetensors")
+    return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.ERROR,
+                            metadata={"problems": problems or ["none"]})

@@ -1,0 +1,243 @@
+"""Fine-tune GLEAM-X: LoRA on the LM + the projector, answer-only loss, resumable and deterministic.
+
+    out_dir/
+        gleamx.json, projector.safetensors, adapter/   the trained model (gleam_models.gleamx.build)
+        checkpoints/step-0000010/                     trainable.safetensors, optimizer.safetensors,
+                                                      rng.safetensors, state.json (no pickle)
+        metrics.jsonl, summary.json, train_params.json
+
+Data order is a pure function of (seed, micro-batch index) and the only other randomness (LoRA
+dropout) comes from torch's RNG, saved in every checkpoint: a run killed at any moment resumes
+from its newest checkpoint to the same weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from data_assets.io import atomic_directory, read_json, sha256_file, sha256_text, write_json, write_text
+from gleam_models.gleamx.build import add_lora, build_model, save_trained
+from gleam_models.gleamx.config import GleamXModelConfig, GleamXTrainConfig
+from gleam_models.gleamx.data import (FeatureCache, answer_for, pad_batch, prompt_ids, record_pair,
+                                      stratified_subsample, stratum, train_val_records, training_example)
+
+
+def run_fingerprint(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, records_dir: Path) -> str:
+    cfg = {"model": model_cfg.model_dump(mode="json"),
+           "train": train_cfg.model_dump(mode="json", exclude={"progress", "gen_batch_size", "max_new_tokens",
+                                                               "checkpoint_every_steps", "keep_checkpoints"}),
+           "data": sha256_file(Path(records_dir) / "train.jsonl")}
+    return sha256_text(json.dumps(cfg, sort_keys=True))[:16]
+
+
+def lr_at(step: int, cfg: GleamXTrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / (cfg.warmup_steps + 1)
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def micro_batch(m: int, n: int, batch_size: int, seed: int) -> list[int]:
+    """Example indices of micro-batch m: consecutive slices of seeded per-epoch permutations."""
+    out = []
+    for pos in range(m * batch_size, (m + 1) * batch_size):
+        epoch, i = divmod(pos, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        out.append(int(perm[i]))
+    return out
+
+
+def prepare(model_cfg, train_cfg, records_dir, base_dir, cache_dir):
+    """Model (LoRA applied), sources, and the training subset as a micro-batch function."""
+    torch.manual_seed(train_cfg.seed)
+    train, _, val_source = train_val_records(records_dir, train_cfg.val_fraction, train_cfg.seed)
+    subset = stratified_subsample(train, train_cfg.train_subsample, train_cfg.seed)
+    if model_cfg.kind == "vlm":
+        model, batch, info = _prepare_vlm(model_cfg, train_cfg, subset, base_dir)
+    else:
+        model, batch, info = _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir)
+    strata: dict[str, int] = {}
+    for r in subset:
+        strata["/".join(stratum(r))] = strata.get("/".join(stratum(r)), 0) + 1
+    data = {"batch": batch, "n": len(subset), "strata": strata, "val_source": val_source, "train_records": len(train)}
+    return model, info, data
+
+
+def _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir):
+    model, tok, info = build_model(model_cfg, base_dir, cache_dir, train_cfg.seed)
+    tokens, cosine = FeatureCache(model, info["vision_fingerprint"], cache_dir).pair_features(
+        [record_pair(r, base_dir) for r in subset])
+    cfg = model.config
+    examples = [training_example(tok, prompt_ids(tok, r.modality, r.language, cfg.use_cosine, cfg.tokens_per_image,
+                                                 cfg.image_token_id),
+                                 answer_for(r, tok, train_cfg.answer_sentences, train_cfg.label_only,
+                                            train_cfg.max_answer_tokens))
+                for r in subset]
+    if len(cosine) > 1:
+        model.config.cosine_mean, model.config.cosine_std = float(cosine.mean()), float(cosine.std())
+    add_lora(model, model_cfg.lora, train_cfg.seed)
+
+    def batch(idx: list[int]) -> dict:
+        ids, mask, labels = pad_batch([examples[i][0] for i in idx], tok.pad_token_id, left=False,
+                                      labels=[examples[i][1] for i in idx])
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels, "image_tokens": tokens[idx],
+                "cosine": cosine[idx]}
+
+    return model, batch, info
+
+
+def _prepare_vlm(model_cfg, train_cfg, subset, base_dir):
+    from gleam_models.gleamx.build import resolve_path
+    from gleam_models.gleamx.vlm import VlmBatches, add_vlm_lora, load_vlm, prompt_and_full, vlm_fingerprint
+
+    source = resolve_path(model_cfg.lm_source, base_dir)
+    model, processor = load_vlm(source)
+    tok = processor.tokenizer
+    rows = []
+    for r in subset:
+        prompt, full = prompt_and_full(processor, r.modality, r.language,
+                                       answer_for(r, tok, train_cfg.answer_sentences, train_cfg.label_only,
+                                                  train_cfg.max_answer_tokens))
+        pair = record_pair(r, base_dir)
+        rows.append((prompt, full, pair.query_path, pair.satellite_path))
+    model = add_vlm_lora(model, model_cfg.lora, train_cfg.seed)
+    fp = vlm_fingerprint(source)
+    info = {"lm_source": str(source), "lm_fingerprint": fp, "vision_checkpoint": str(source), "vision_fingerprint": fp}
+    return model, VlmBatches(processor, rows), info
+
+
+def trainable(model) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(root: Path, step: int, params, optimizer, state: dict, keep: int) -> None:
+    with atomic_directory(root / f"step-{step:07d}") as tmp:
+        save_file({n: p.detach().cpu().contiguous() for n, p in params.items()}, str(tmp / "trainable.safetensors"))
+        opt = optimizer.state_dict()
+        save_file({f"{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items() for k, v in s.items()},
+                  str(tmp / "optimizer.safetensors"))
+        save_file({"torch": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+        write_json(tmp / "state.json", {**state, "step": step, "param_groups": opt["param_groups"]})
+    for old in sorted(root.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(root: Path, fingerprint: str) -> Path | None:
+    done = [p for p in sorted(root.glob("step-*")) if (p / "state.json").is_file()]
+    for p in reversed(done):
+        if read_json(p / "state.json").get("fingerprint") == fingerprint:
+            return p
+    return None
+
+
+def load_checkpoint(path: Path, params, optimizer) -> dict:
+    weights = load_file(str(path / "trainable.safetensors"))
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(weights[n])
+    state = read_json(path / "state.json")
+    flat = load_file(str(path / "optimizer.safetensors"))
+    opt_state: dict[int, dict] = {}
+    for key, v in flat.items():
+        i, k = key.split(".", 1)
+        opt_state.setdefault(int(i), {})[k] = v
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch"])
+    return state
+
+
+# ----------------------------------------------------------------------------- training
+
+def train_gleamx(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, records_dir: Path, base_dir: Path,
+                 out_dir: Path, cache_dir: Path | None, device: str | None = None) -> dict:
+    """Train (or resume, or return the finished run's summary) and write out_dir; returns summary."""
+    from tqdm.auto import tqdm
+
+    out_dir, start_clock = Path(out_dir), time.perf_counter()
+    fingerprint = run_fingerprint(model_cfg, train_cfg, records_dir)
+    if (out_dir / "summary.json").is_file() and read_json(out_dir / "summary.json").get("fingerprint") == fingerprint:
+        return read_json(out_dir / "summary.json")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, info, data = prepare(model_cfg, train_cfg, records_dir, base_dir, cache_dir)
+    model.to(device).train()
+    if model_cfg.kind == "llava":
+        model.vision_tower.eval()
+    params = trainable(model)
+    optimizer = torch.optim.AdamW(params.values(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    ckpt_root = out_dir / "checkpoints"
+    step, rows = 0, []
+    resume = latest_checkpoint(ckpt_root, fingerprint)
+    if resume is not None:
+        step = load_checkpoint(resume, params, optimizer)["step"]
+        rows = [r for r in _read_rows(out_dir / "metrics.jsonl") if r["step"] <= step]
+    else:
+        shutil.rmtree(ckpt_root, ignore_errors=True)
+    n = data["n"]
+    autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
+                              enabled=train_cfg.precision == "bf16")
+    bar = tqdm(total=train_cfg.steps, initial=step, desc=f"gleamx {'label-only' if train_cfg.label_only else 'explain'}",
+               disable=not train_cfg.progress, dynamic_ncols=True)
+    while step < train_cfg.steps:
+        t0, ntok, loss_sum = time.perf_counter(), 0, 0.0
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, train_cfg)
+        for a in range(train_cfg.grad_accum):
+            idx = micro_batch(step * train_cfg.grad_accum + a, n, train_cfg.batch_size, train_cfg.seed)
+            batch = {k: v.to(device) for k, v in data["batch"](idx).items()}
+            with autocast:
+                out = model(**batch)
+            (out.loss.float() / train_cfg.grad_accum).backward()
+            loss_sum += float(out.loss.detach()) / train_cfg.grad_accum
+            ntok += int(batch["attention_mask"].sum())
+        if train_cfg.clip_norm:
+            torch.nn.utils.clip_grad_norm_(params.values(), train_cfg.clip_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tps = ntok / max(1e-9, time.perf_counter() - t0)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tps:.0f}")
+        if step % train_cfg.log_every_steps == 0 or step == train_cfg.steps:
+            rows.append({"step": step, "loss": round(loss_sum, 5), "lr": lr_at(step - 1, train_cfg),
+                         "tokens_per_s": round(tps, 1)})
+            write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        if train_cfg.checkpoint_every_steps and step % train_cfg.checkpoint_every_steps == 0 and step < train_cfg.steps:
+            save_checkpoint(ckpt_root, step, params, optimizer, {"fingerprint": fingerprint}, train_cfg.keep_checkpoints)
+    bar.close()
+    summary = _summary(train_cfg, fingerprint, info, data, rows, time.perf_counter() - start_clock, resume)
+    extra = {"label_only": train_cfg.label_only, "fingerprint": fingerprint}
+    if model_cfg.kind == "vlm":
+        from gleam_models.gleamx.vlm import save_vlm_trained
+        save_vlm_trained(model, out_dir, model_cfg, info, extra)
+    else:
+        save_trained(model, out_dir, model_cfg, info, extra)
+    write_json(out_dir / "train_params.json", {"gleamx_model": model_cfg.model_dump(mode="json"),
+                                               "gleamx_train": train_cfg.model_dump(mode="json")})
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _summary(cfg, fingerprint, info, data, rows, seconds, resume) -> dict:
+    tail = [r["loss"] for r in rows[-5:]]
+    return {"fingerprint": fingerprint, "steps": cfg.steps, "label_only": cfg.label_only,
+            "train_examples": data["n"], "train_records_available": data["train_records"],
+            "strata": data["strata"], "val_source": data["val_source"],
+            "final_loss": rows[-1]["loss"] if rows else None, "loss_last5_mean": sum(tail) / len(tail) if tail else None,
+            "tokens_per_s_mean": round(sum(r["tokens_per_s"] for r in rows) / max(1, len(rows)), 1),
+            "seconds_this_session": round(seconds, 1), "resumed_from": None if resume is None else resume.name,
+            "vision_fingerprint": info["vision_fingerprint"], "lm_fingerprint": info["lm_fingerprint"],
+            "lm_source": info["lm_source"], "vision_checkpoint": info["vision_checkpoint"]}
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

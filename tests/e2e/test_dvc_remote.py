@@ -1,0 +1,113 @@
+"""DVC as shipped: the default local remote round-trips, and `dvc plots show` renders offline.
+
+Both run in a fresh git copy of the project (its real .dvc/config), on small files of their own,
+so they take seconds and never touch the project's data.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from browser_support import launch, require_browser
+from pipeline_support import PROJECT_ROOT, VENV_BIN
+
+DVC = PROJECT_ROOT / ".venv-dvc" / "bin" / "dvc"
+
+
+def project_copy(dest: Path) -> Path:
+    """The files git would ship (tracked + untracked-not-ignored), in a fresh git repo."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            cwd=PROJECT_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = PROJECT_ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    git(dest, "init", "-q")
+    return dest
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout
+
+
+def ignored(repo: Path, rel: str) -> bool:
+    return subprocess.run(["git", "check-ignore", "-q", rel], cwd=repo).returncode == 0
+
+
+def dvc(repo: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+           "DVC_SITE_CACHE_DIR": str(repo / ".dvc" / "site-cache"), "DVC_NO_ANALYTICS": "1"}
+    result = subprocess.run([str(DVC), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def repo(tmp_path):
+    assert DVC.is_file(), "DVC's own environment is missing: run `make setup`"
+    return project_copy(tmp_path / "repo")
+
+
+def test_push_pull_round_trip_through_the_default_local_remote(repo):
+    data = repo / "roundtrip"  # data/ is a pipeline output folder, git-ignored as a whole
+    (data / "nested").mkdir(parents=True)
+    (data / "a.bin").write_bytes(os.urandom(4096))
+    (data / "nested" / "b.txt").write_text("GLEAM\n" * 100)
+    before = digest(data)
+
+    dvc(repo, "add", "roundtrip")
+    assert "local" in dvc(repo, "remote", "default")
+    dvc(repo, "push", "roundtrip.dvc")  # no -r: the remote configured by default
+    remote = repo / ".dvc-remote"
+    assert remote.is_dir() and any(p.is_file() for p in remote.rglob("*")), "nothing pushed to .dvc-remote/"
+    assert ignored(repo, ".dvc-remote/x"), "the remote must be git-ignored"
+
+    shutil.rmtree(data)
+    shutil.rmtree(repo / ".dvc" / "cache")
+    dvc(repo, "pull", "roundtrip.dvc")
+    assert digest(data) == before
+    assert "in sync" in dvc(repo, "status", "--cloud", "roundtrip.dvc")
+
+
+def test_plots_render_offline(repo, tmp_path):
+    """The page `dvc plots show` writes has its scripts inlined: Chromium draws the plot offline."""
+    curve = repo / "models" / "gleamc_phase1" / "metrics.csv"
+    curve.parent.mkdir(parents=True)
+    curve.write_text("step,loss,lr\n" + "".join(f"{s},{3.0 / (1 + s):.4f},0.001\n" for s in range(20)))
+    dvc(repo, "plots", "show", str(curve.relative_to(repo)), "-x", "step", "-y", "loss")
+    page = repo / "dvc_plots" / "index.html"
+    html = page.read_text()
+    assert "cdn.jsdelivr.net" not in html and "vegaEmbed" in html
+    assert ignored(repo, "dvc_plots/index.html"), "dvc_plots/ must be git-ignored"
+    _render_offline(page, tmp_path)
+
+
+def _render_offline(page_path: Path, tmp_path: Path) -> None:
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as api:
+        browser = launch(api, tmp_path / "profile", offline=True)
+        try:
+            page = browser.new_page()
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(page_path.as_uri())
+            page.locator("svg.marks, canvas.marks").first.wait_for(state="visible", timeout=30_000)
+            assert not [u for u in requests if not u.startswith(("file:", "data:"))], json.dumps(requests)
+        finally:
+            browser.close()
