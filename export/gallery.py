@@ -85,7 +85,7 @@ def load_model(model_cfg, checkpoint: Path | None, batch_size: int = 64) -> Mode
     encoder = load_encoder(model_cfg, Path(checkpoint) if checkpoint else None)
     return ModelHandle(fingerprint, dict(encoder.input_size),
                        lambda arrays: embed_arrays(encoder, arrays, batch_size),
-                       model_cfg.backbone, encoder.embed_dim, None if checkpoint is None else str(checkpoint))
+                       model_cfg.backbone, encoder.embed_dim, None if checkpoint is None else str(Path(checkpoint).resolve()))
 
 
 def resize_for(img: Image.Image, size: tuple[int, int]) -> np.ndarray:

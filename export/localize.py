@@ -177,10 +177,11 @@ def footprint_hits(gallery: Gallery, results: list[FrameResult], lat: np.ndarray
 
 
 def localization_metrics(frames: pd.DataFrame, gallery: Gallery, model: ModelHandle, out_path: Path,
-                         extra: dict | None = None, k: int = 5) -> dict:
+                         extra: dict | None = None, k: int = 5, frames_path: Path | None = None) -> dict:
     """Localize every row of `frames` (columns: path, modality, lat, lon [, truth]) and write
     per-modality errors (median, share within 10 m / 25 m, share whose true position lies in the
-    rank-1 tile's footprint) to `out_path` as one JSON file."""
+    rank-1 tile's footprint) to `out_path` as one JSON file; the per-frame rows go to `frames_path`
+    (a CSV) when given, else into the JSON (a metrics file `dvc metrics show` reads stays small)."""
     per_modality, rows = {}, []
     for modality, group in frames.groupby("modality", sort=False):
         results = localize([Path(p) for p in group.path], gallery, model, modality, k)
@@ -201,6 +202,12 @@ def localization_metrics(frames: pd.DataFrame, gallery: Gallery, model: ModelHan
                           "model_fingerprint": gallery.meta["model_fingerprint"]},
               "error": "geodesic distance (WGS84) from the rank-1 tile centre to the true position",
               "per_modality": per_modality, "overall": error_summary(all_err), **(extra or {}),
-              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "frames": rows}
+              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if frames_path is None:
+        report["frames"] = rows
+    else:
+        with atomic_path(frames_path) as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+        report["frames_csv"] = str(frames_path)
     write_json(out_path, report)
     return report

@@ -110,13 +110,6 @@ def check_onnx(path: Path) -> None:
         raise DataError(path, f"exported ONNX model fails the ONNX checker ({e})") from None
 
 
-def onnx_metadata(path: Path) -> dict[str, str]:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
-
-
 def model_metadata(encoder, fingerprint: str, views: list[str], size: tuple[int, int]) -> dict[str, str]:
     return {"gleam_model_fingerprint": fingerprint, "backbone": encoder.backbone_name,
             "embed_dim": str(encoder.embed_dim), "views": json.dumps(views), "input_size": json.dumps(list(size))}

@@ -16,12 +16,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -197,13 +196,3 @@ def latency_ms(session, frames: np.ndarray, batch: int, repeats: int = 20) -> di
     p50 = statistics.median(t)
     return {"p50_ms": 1e3 * p50, "p95_ms": 1e3 * t[min(len(t) - 1, int(0.95 * len(t)))],
             "images_per_s": batch / p50}
-
-
-def onnx_file_size(path: Path) -> int:
-    data = Path(str(path) + ".data")
-    return os.path.getsize(path) + (os.path.getsize(data) if data.exists() else 0)
-
-
-def iter_batches(frames: np.ndarray, batch: int) -> Iterator[np.ndarray]:
-    for i in range(0, len(frames), batch):
-        yield frames[i:i + batch]

@@ -53,7 +53,7 @@ def gallery(project: Project) -> StageResult:
     return StageResult("gallery", {"gallery": out}, summary)
 
 
-@stage(lambda p: [p.reports_dir / "localize"], validated_input=True)
+@stage(lambda p: [p.reports_dir / "localize"], validated_input=True, also_clean=lambda p: [localize_metrics_path(p)])
 def localization(project: Project) -> StageResult:
     """Localisation error in metres of the embedded test frames against the gallery (metrics/localize.json)."""
     from data_assets.io import sha256_file
@@ -70,7 +70,8 @@ def localization(project: Project) -> StageResult:
              "truth": {"manifest": "lat/lon of the manifest (true georeference)",
                        "nominal_neon_tile": "NEON YELL crops placed at their 1 km tile's corner (see "
                                             "export/embedded_gallery.py): relative positions exact, absolute not"}}
-    report = localization_metrics(frames, g, model, out, extra=extra, k=cfg.k)
+    report = localization_metrics(frames, g, model, out, extra=extra, k=cfg.k,
+                                  frames_path=project.reports_dir / "localize" / "frames.csv")
     _save_resolved(project, project.reports_dir / "localize")
     summary = {f"{m}/{key}": v for m, d in report["per_modality"].items()
                for key, v in d.items() if key in ("count", "median_m", "within_10m", "within_25m")}
@@ -106,7 +107,7 @@ def bundle_archive(project: Project) -> Path:
     return project.models_dir / "jetson_bundle.tar.gz"
 
 
-@stage(lambda p: [onnx_dir(p)], validated_input=True)
+@stage(lambda p: [onnx_dir(p)], validated_input=True, also_clean=lambda p: [export_metrics_path(p)])
 def onnx_export(project: Project) -> StageResult:
     """ONNX fp32 / fp16 / INT8 of the phase-2 encoder with parity gates (models/onnx/, metrics/export.json).
 

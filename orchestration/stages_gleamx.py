@@ -58,7 +58,8 @@ def model_dir_fingerprint(model_dir) -> str:
     return sha256_text("|".join(weights_fingerprint(f) for f in files))[:16]
 
 
-@stage(lambda p: [p.reports_dir / "gleamx"], validated_input=True)
+@stage(lambda p: [p.reports_dir / "gleamx"], validated_input=True,
+       also_clean=lambda p: [p.metrics_dir / "gleamx.json"])
 def gleamx_evaluation(project: Project) -> StageResult:
     """The fine-tuned explainer, its label-only ablation, the untuned base model and the GLEAM-C cosine
     threshold, on the same fixed stratified pairs (metrics/gleamx.json, reports/gleamx/index.html)."""
@@ -96,7 +97,8 @@ def gleamx_evaluation(project: Project) -> StageResult:
                                        evaluate.eval_set_info(path, len(everything), records, cfg.subset_size, cfg.seed),
                                        sbert_model=load_sbert(cfg.sbert_model), extra={"gleamc_fingerprint": gleamc_fp})
     report_dir = project.reports_dir / "gleamx"
-    write_report(report_dir, metrics, records, systems[1], systems[1].verdicts, project.root,
+    explainer_run = next(s for s in systems if s.name == "gleamx")
+    write_report(report_dir, metrics, records, explainer_run, explainer_run.verdicts, project.root,
                  cfg.report_examples, cfg.thumbnail_px)
     project.save_resolved(report_dir, sections=[*SECTIONS, "gleamx_eval"])
     summary = {"table": markdown_table(metrics), "pairs": len(records), "seconds": round(time.perf_counter() - start, 1),

@@ -134,3 +134,19 @@ def test_failed_validation_check_blocks_downstream_assets(tmp_path, embedded_dir
     assert not result.asset_materializations_for_node("gleamc_phase1"), "blocked by the failed check"
     quarantine = (tmp_path / "data" / "validated" / "quarantine.csv").read_text()
     assert satellites[0].name in quarantine
+
+
+def test_onnx_parity_check_fails_when_fp32_misses_parity(tmp_path):
+    from orchestration.assets.edge import onnx_parity
+
+    params = tmp_project(tmp_path)
+    onnx_dir = tmp_path / "models" / "onnx"
+    onnx_dir.mkdir(parents=True)
+    report = {"parity": {"128x128": {"fp32": {"cosine_min": 0.98}, "int8_cpu": {"cosine_min": 0.99}}},
+              "passed": {"fp32": False, "int8_cpu": True}, "failures": ["fp32 128x128: cosine min 0.980000 < 0.9999"]}
+    (onnx_dir / "parity.json").write_text(json.dumps(report))
+    result = onnx_parity(gleam=GleamConfigResource(params_path=str(params)))
+    assert not result.passed and "fp32" in result.metadata["failures"].value[0]
+    report["passed"]["fp32"] = True
+    (onnx_dir / "parity.json").write_text(json.dumps(report))
+    assert onnx_parity(gleam=GleamConfigResource(params_path=str(params))).passed

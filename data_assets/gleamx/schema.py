@@ -118,3 +118,8 @@ def write_jsonl(path: Path, rows: Iterable[BaseModel | dict]) -> int:
     lines = [r.model_dump_json() if isinstance(r, BaseModel) else json.dumps(r, ensure_ascii=False) for r in rows]
     write_text(path, "".join(line + "\n" for line in lines))
     return len(lines)
+
+
+def record_field(record: GleamXRecord | dict, name: str):
+    """A field of a record given as a GleamXRecord or as its dict (evaluation code takes both)."""
+    return record[name] if isinstance(record, dict) else getattr(record, name)

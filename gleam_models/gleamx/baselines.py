@@ -14,12 +14,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from data_assets.errors import DataError
+from data_assets.gleamx.schema import record_field as _get
 
 EmbedFn = Callable[[list[Path], str], np.ndarray]
 
-
-def _get(rec: Any, name: str) -> Any:
-    return rec[name] if isinstance(rec, dict) else getattr(rec, name)
 
 
 def pair_cosines(records: Sequence[Any], embed_fn: EmbedFn, base_dir: Path) -> np.ndarray:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 from data_assets.errors import DataError
 from data_assets.gleamx.pairs import stable_int
 from data_assets.io import sha256_file, write_json
+from data_assets.gleamx.schema import record_field as _get
 from gleam_models.gleamx.fact_check import fact_metrics
 from gleam_models.gleamx.text_metrics import text_metrics
 from gleam_models.gleamx.verdict_metrics import grouped_verdict_metrics
@@ -25,9 +26,6 @@ from gleam_models.gleamx.verdict_metrics import grouped_verdict_metrics
 SYSTEMS = ("gleamx", "label_only", "base_model", "cosine_threshold")
 STRATA = ("modality", "language", "label")
 
-
-def _get(rec: Any, name: str) -> Any:
-    return rec[name] if isinstance(rec, dict) else getattr(rec, name)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 from data_assets.errors import DataError
 from data_assets.gleamx import facts as F
 from data_assets.gleamx.prompts import VIEW_NAMES
+from data_assets.gleamx.schema import record_field as _get
 from gleam_models.gleamx.fact_patterns import EN, ORIENT_INDEX, alternation, scan, scan_short
 from gleam_models.gleamx.text_metrics import explanation_part
 
@@ -194,9 +195,6 @@ def check_pair_fact(fact: Fact, query_truth: dict, satellite_truth: dict, same_p
         status = "false" if "false" in statuses else "unverifiable" if "unverifiable" in statuses else "correct"
     return CheckedFact(fact, status, " | ".join(t for _, t in results))
 
-
-def _get(rec: Any, name: str) -> Any:
-    return rec[name] if isinstance(rec, dict) else getattr(rec, name)
 
 
 def check_explanation(record: Any, text: str | None, truths: dict[str, dict]) -> list[CheckedFact]:

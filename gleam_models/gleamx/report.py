@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from data_assets.io import load_image, write_text
+from data_assets.gleamx.schema import record_field as _get
 from gleam_models.gleamx.evaluate import SystemRun
 
 COLUMNS = [  # (headline key, column title, percent?)
@@ -53,9 +54,6 @@ def _thumb(path: Path, px: int) -> str:
     image.save(buf, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
-
-def _get(rec: Any, name: str) -> Any:
-    return rec[name] if isinstance(rec, dict) else getattr(rec, name)
 
 
 def pick_examples(records: Sequence[Any], verdicts: Sequence[str | None], count: int) -> list[int]:
