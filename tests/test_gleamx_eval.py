@@ -283,3 +283,15 @@ def test_run_explainer_keeps_pairs_aligned_and_counts_tokens(tmp_path):
     run = run_explainer("gleamx", FakeExplainer(), records, tmp_path, "fp", cosines=[0.25, 0.75])
     assert run.texts == ["uav 0.25\nVerdict: match", "ground 0.75\nVerdict: match"]
     assert run.verdicts == ["match", "match"] and run.info["tokens_per_s"] == pytest.approx(8.0)
+
+
+def test_shortened_cover_names_are_still_read_as_facts():
+    """A fine-tuned model writes "mostly buildings" for the teacher's "mostly buildings and rooftops":
+    the share it states must still be checked (else a false share counts as no fact at all)."""
+    from gleam_models.gleamx.fact_check import parse_facts
+
+    en = parse_facts("These two images show the same place. Both show mostly buildings (about 99% of the area).", "en")
+    assert [(f.key, f.value, f.subject) for f in en] == [("dominant", "building", "both"),
+                                                         ("cover", ("building", 99), "both")]
+    zh = parse_facts("两张图像显示的是同一位置。两者都以建筑为主（约占 40%）。", "zh")
+    assert ("cover", ("building", 40)) in [(f.key, f.value) for f in zh]
