@@ -30,6 +30,11 @@ def require_browser() -> None:
 
 
 def launch(api, profile: Path, **kwargs):
-    """A headless Chromium context with its own fresh profile directory."""
+    """A headless Chromium context with its own fresh profile directory, and a home of its own beside
+    it: Chromium writes ~/.config and ~/.cache (dconf, crash reports) even with --user-data-dir."""
+    home = profile.parent / f"{profile.name}-home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+           "XDG_CACHE_HOME": str(home / ".cache")}
     return api.chromium.launch_persistent_context(str(profile), executable_path=str(CHROMIUM), headless=True,
-                                                  args=CHROMIUM_ARGS, **kwargs)
+                                                  args=CHROMIUM_ARGS, env=env, **kwargs)
