@@ -9,6 +9,20 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+DVC = PROJECT_ROOT / ".venv-dvc" / "bin" / "dvc"  # DVC's own environment (scripts/setup.sh)
+
+
+def project_copy(dest: Path) -> Path:
+    """The files git would ship (tracked + untracked-not-ignored), in a fresh git repo."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            cwd=PROJECT_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = PROJECT_ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest
 
 
 def tmp_project(tmp_path: Path, embedded_dir: Path | None = None) -> Path:

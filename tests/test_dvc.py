@@ -2,29 +2,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from pipeline_support import PROJECT_ROOT, VENV_BIN
-
-DVC = PROJECT_ROOT / ".venv-dvc" / "bin" / "dvc"
-
-
-def project_copy(dest: Path) -> Path:
-    """The files git would ship (tracked + untracked-not-ignored), in a fresh git repo."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            cwd=PROJECT_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
-    for rel in filter(None, listed):
-        src = PROJECT_ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    return dest
-
+from pipeline_support import DVC, VENV_BIN, project_copy
 
 def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",

@@ -15,23 +15,7 @@ from pathlib import Path
 import pytest
 
 from browser_support import launch, require_browser
-from pipeline_support import PROJECT_ROOT, VENV_BIN
-
-DVC = PROJECT_ROOT / ".venv-dvc" / "bin" / "dvc"
-
-
-def project_copy(dest: Path) -> Path:
-    """The files git would ship (tracked + untracked-not-ignored), in a fresh git repo."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            cwd=PROJECT_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
-    for rel in filter(None, listed):
-        src = PROJECT_ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    git(dest, "init", "-q")
-    return dest
-
+from pipeline_support import DVC, VENV_BIN, project_copy
 
 def git(repo: Path, *args: str) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",

@@ -15,9 +15,8 @@ import pytest
 from data_assets.locks import OutputLocked, output_lock, repo_lock
 from orchestration import stages
 from orchestration.config import load_project
-from pipeline_support import PROJECT_ROOT, tmp_project
+from pipeline_support import DVC, PROJECT_ROOT, tmp_project
 
-DVC = PROJECT_ROOT / ".venv-dvc" / "bin" / "dvc"
 
 
 def _holder(target: Path, seconds: float, ready: Path) -> subprocess.Popen:
