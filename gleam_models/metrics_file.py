@@ -43,7 +43,7 @@ def rounded(value, decimals: int = DECIMALS):
         return round(value, decimals)
     if isinstance(value, dict):
         return {k: rounded(v, decimals) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):  # tuples (e.g. confidence intervals) become JSON lists
         return [rounded(v, decimals) for v in value]
     return value
 

@@ -20,6 +20,7 @@ from data_assets.gleamx.pairs import stable_int
 from data_assets.io import sha256_file, write_json
 from data_assets.gleamx.schema import record_field as _get
 from gleam_models.gleamx.fact_check import fact_metrics
+from gleam_models.metrics_file import rounded
 from gleam_models.gleamx.text_metrics import text_metrics
 from gleam_models.gleamx.verdict_metrics import grouped_verdict_metrics
 
@@ -102,16 +103,6 @@ def eval_set_info(path: Path, total: int, subset: Sequence[Any], size: int | Non
             "subset_size": size, "seed": seed, "stratified_by": list(STRATA), "strata": dict(sorted(counts.items()))}
 
 
-def _rounded(obj: Any, digits: int = 4) -> Any:
-    if isinstance(obj, float):
-        return round(obj, digits)
-    if isinstance(obj, dict):
-        return {k: _rounded(v, digits) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_rounded(v, digits) for v in obj]
-    return obj
-
-
 def _compact(m: dict) -> dict:
     return {k: m[k] for k in ("n", "accuracy", "accuracy_ci95", "precision", "recall", "f1", "unparseable")}
 
@@ -174,6 +165,6 @@ def evaluate_gleamx(records: Sequence[Any], systems: Sequence[SystemRun], truths
     if extra:
         metrics["run"] = extra
     metrics["details"] = details
-    metrics = _rounded(metrics)
+    metrics = rounded(metrics)
     write_json(out_path, metrics)
     return metrics
