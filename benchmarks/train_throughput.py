@@ -15,7 +15,6 @@ Without --manifest a synthetic dataset is generated in a temp dir.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import tempfile
 import statistics
@@ -96,8 +95,10 @@ def gleamc_trainer(manifest: Path, base_dir: Path, model_cfg: EncoderConfig, bat
     items = [(q, model_cfg.input_size[pairs.modalities[m]]) for q, m in zip(pairs.query_paths, pairs.pair_mod)]
     cache.prefill(items + [(s, model_cfg.input_size["satellite"]) for s in pairs.satellite_paths])
     decode_seconds = time.perf_counter() - t0
-    train_phase(model_cfg, cfg, "phase1", manifest, base_dir, work / "run", work / "cache", resume=False)
-    rows = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()][warmup:]
+    logged: list[dict] = []  # on_progress rows carry images_per_s (metrics.jsonl does not: a DVC output)
+    train_phase(model_cfg, cfg, "phase1", manifest, base_dir, work / "run", work / "cache", resume=False,
+                on_progress=lambda step, total, row: logged.append(row))
+    rows = logged[warmup:]
     images = sum(2 * batch for _ in rows)
     seconds = sum(2 * batch / r["images_per_s"] for r in rows)
     return {"images_per_s": images / seconds, "seconds": seconds, "steps": len(rows),

@@ -94,6 +94,16 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def relative_path(path: str | Path, root: str | Path) -> str:
+    """`path` as a stage output records it: relative to the project root (posix) when it lies
+    inside it, so the file is the same bytes in every clone; absolute (posix) when outside."""
+    path, root = Path(os.path.abspath(path)), Path(os.path.abspath(root))
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -18,9 +18,9 @@ calibration frames, from which build_engine.py writes a cache on the device.
 """
 from __future__ import annotations
 
+import gzip
 import shutil
 import tarfile
-import time
 from pathlib import Path
 
 from data_assets.errors import DataError
@@ -66,7 +66,6 @@ def build_bundle(onnx_dir: Path, gallery_dir: Path, out_dir: Path, archive: Path
             "gallery": "gallery",
             "gallery_count": gallery_meta.get("count"),
             "parity": {"passed": report["passed"], "retrieval": report.get("retrieval", {}).get("mean_q2s_R@1")},
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "files": file_hashes(tmp),
         }
         write_json(tmp / "manifest.json", manifest)
@@ -93,10 +92,22 @@ def verify_bundle(bundle: Path) -> list[str]:
 
 
 def write_archive(folder: Path, archive: Path) -> Path:
+    """The same bytes for the same files (the archive is a DVC output): entries sorted, no owner,
+    mtime 0, modes 644/755, and a gzip header without a timestamp or file name."""
+    folder = Path(folder)
     with atomic_path(archive) as tmp:
-        with tarfile.open(tmp, "w:gz") as tar:
-            tar.add(folder, arcname=folder.name)
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for path in [folder, *sorted(folder.rglob("*"))]:
+                tar.add(path, arcname=(Path(folder.name) / path.relative_to(folder)).as_posix(),
+                        recursive=False, filter=_normalized)
     return archive
+
+
+def _normalized(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    info.mode = 0o755 if info.isdir() or info.mode & 0o100 else 0o644
+    return info
 
 
 def _copy_models(report: dict, onnx_dir: Path, tmp: Path) -> dict:
@@ -112,12 +123,10 @@ def _copy_models(report: dict, onnx_dir: Path, tmp: Path) -> dict:
                         shutil.copyfile(src, tmp / "models" / src.name)
                 models[variant] = f"models/{files[variant]}"
         shutil.copyfile(onnx_dir / files["calibration"], tmp / "models" / files["calibration"])
-        speed = report.get("speed", {}).get(size, {})
-        int8_faster = ("int8_cpu" in models and "fp32" in speed and "int8_cpu" in speed
-                       and speed["int8_cpu"]["batch_1"]["p50_ms"] < speed["fp32"]["batch_1"]["p50_ms"])
+        cpu_default = report.get("cpu_default", {}).get(size, "fp32")  # measured by the export
         h, w = (int(v) for v in size.split("x"))
         by_size[size] = {"size": [h, w], "models": models, "calibration": f"models/{files['calibration']}",
-                         "cpu_default": "int8_cpu" if int8_faster else "fp32",
+                         "cpu_default": cpu_default if cpu_default in models else "fp32",
                          "engines": {"fp16": f"engines/encoder_{size}_fp16.engine",
                                      "int8": f"engines/encoder_{size}_int8.engine"}}
     return {view: by_size[size] for view, size in report["profiles"].items()}

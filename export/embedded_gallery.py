@@ -96,7 +96,7 @@ def neon_satellite_hook(embedded: EmbeddedConfig):
 
 
 def build_embedded_gallery(embedded: EmbeddedConfig, cfg: GalleryConfig, model: ModelHandle,
-                           out_dir: Path, work_dir: Path) -> dict:
+                           out_dir: Path, work_dir: Path, root: Path | None = None) -> dict:
     rasters = embedded_rasters(work_dir)
     hook = neon_satellite_hook(embedded)
     sizes, hooks = [], []
@@ -104,7 +104,7 @@ def build_embedded_gallery(embedded: EmbeddedConfig, cfg: GalleryConfig, model: 
         tile_m = embedded.spacenet_tile_m if r.family == "spacenet" else embedded.neon_tile_m
         sizes.append((tile_m, tile_m * cfg.embedded_stride_fraction))
         hooks.append(hook if r.family == "neon" else None)
-    summary = build_gallery([r.path for r in rasters], model, cfg, out_dir, hooks=hooks, sizes_m=sizes)
+    summary = build_gallery([r.path for r in rasters], model, cfg, out_dir, hooks=hooks, sizes_m=sizes, root=root)
     return {**summary, "sizes_m": {r.key: s for r, s in zip(rasters, sizes)},
             "left_out": {"soap061": "no georeference (SOAP PNGs carry none)"}}
 

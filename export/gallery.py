@@ -5,7 +5,8 @@
 
 The gallery is one directory (written as a whole, data_assets.io.atomic_directory):
     gallery.json     format, model fingerprint, backbone, embed_dim, input size, tile/stride metres,
-                     rasters (path, sha256, crs, size), count, index file and kind, created_at
+                     rasters (path, sha256, crs, size), count, index file and kind; paths relative
+                     to `root` when given (the file is a DVC output: the same bytes in every clone)
     embeddings.npy   float32 [N, D], L2-normalised (no pickle)
     tiles.csv        tile_id, raster, window (in the raster's metric view), centre lat/lon,
                      footprint polygon (WGS84 lon/lat WKT), ground side in metres
@@ -17,7 +18,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -158,14 +158,17 @@ def build_key(rasters: list[Path], model: ModelHandle, cfg: GalleryConfig, sizes
 
 def build_gallery(rasters: list[Path], model: ModelHandle, cfg: GalleryConfig, out_dir: Path,
                   hooks: list[TileHook | None] | None = None,
-                  sizes_m: list[tuple[float, float]] | None = None) -> dict:
+                  sizes_m: list[tuple[float, float]] | None = None, root: Path | None = None) -> dict:
     """Tile, embed and index `rasters` into one gallery at `out_dir`; returns a summary.
 
     hooks[i] / sizes_m[i] (tile_m, stride_m) override the tile look and size for raster i (the
     embedded gallery uses them); by default every raster is cut at cfg.tile_m / cfg.stride_m.
     A gallery with the same build key (model, rasters, sizes, config) already at out_dir is kept.
+    gallery.json names rasters and checkpoint relative to `root` (the project root) when given.
     """
     import faiss
+
+    from data_assets.io import relative_path
 
     start = time.perf_counter()
     rasters = [Path(p) for p in rasters]
@@ -189,6 +192,8 @@ def build_gallery(rasters: list[Path], model: ModelHandle, cfg: GalleryConfig, o
     for i, (path, hook, (tile_m, stride_m)) in enumerate(zip(rasters, hooks, sizes_m)):
         entry, tile_rows, emb = _raster_tiles(path, i, model, cfg, hook, tile_m, stride_m)
         entry.update({"tile_m": tile_m, "stride_m": stride_m, "tiles": len(tile_rows)})
+        if root is not None:
+            entry["path"] = relative_path(entry["path"], root)
         entries.append(entry)
         rows += tile_rows
         embs.append(emb)
@@ -205,8 +210,8 @@ def build_gallery(rasters: list[Path], model: ModelHandle, cfg: GalleryConfig, o
             "sizes_vary": len(set(sizes_m)) > 1,
             "rasters": entries, "count": len(tiles), "index": "index.faiss", "index_kind": type(index).__name__,
             "search": {"ef_search": cfg.hnsw_ef_search, "nprobe": getattr(index, "nprobe", None)},
-            "checkpoint": model.checkpoint, "build_key": key,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "build_key": key, "checkpoint": relative_path(model.checkpoint, root)
+            if model.checkpoint and root is not None else model.checkpoint}
     with atomic_directory(out_dir) as tmp:
         np.save(tmp / "embeddings.npy", embeddings, allow_pickle=False)
         tiles.to_csv(tmp / "tiles.csv", index=False)

@@ -10,7 +10,6 @@ tile centre against each frame's true position, per modality.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from pyproj import Geod
 from data_assets.errors import DataError
 from data_assets.io import atomic_path, load_image, read_json, write_json
 from export.gallery import FORMAT, ModelHandle, content_hash, resize_for
+from gleam_models.metrics_file import relative_path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 GEOD = Geod(ellps="WGS84")
@@ -177,11 +177,15 @@ def footprint_hits(gallery: Gallery, results: list[FrameResult], lat: np.ndarray
 
 
 def localization_metrics(frames: pd.DataFrame, gallery: Gallery, model: ModelHandle, out_path: Path,
-                         extra: dict | None = None, k: int = 5, frames_path: Path | None = None) -> dict:
+                         extra: dict | None = None, k: int = 5, frames_path: Path | None = None,
+                         root: Path | None = None) -> dict:
     """Localize every row of `frames` (columns: path, modality, lat, lon [, truth]) and write
     per-modality errors (median, share within 10 m / 25 m, share whose true position lies in the
     rank-1 tile's footprint) to `out_path` as one JSON file; the per-frame rows go to `frames_path`
-    (a CSV) when given, else into the JSON (a metrics file `dvc metrics show` reads stays small)."""
+    (a CSV) when given, else into the JSON (a metrics file `dvc metrics show` reads stays small).
+    Paths are written relative to `root` (the project root) when given, and nothing time-dependent
+    is written, so the same frames, gallery and model give the same bytes in every clone."""
+    shown = (lambda p: relative_path(p, root)) if root is not None else (lambda p: Path(p).as_posix())
     per_modality, rows = {}, []
     for modality, group in frames.groupby("modality", sort=False):
         results = localize([Path(p) for p in group.path], gallery, model, modality, k)
@@ -192,22 +196,21 @@ def localization_metrics(frames: pd.DataFrame, gallery: Gallery, model: ModelHan
         if "truth" in group:  # frames whose true position is known in different ways, scored apart too
             per_modality[modality]["by_truth"] = {t: error_summary(err[(group.truth == t).to_numpy()])
                                                   for t in group.truth.unique()}
-        rows += [{"frame": str(p), "modality": modality, "error_m": round(float(e), 3), "tile_id": r.best.tile_id,
+        rows += [{"frame": shown(p), "modality": modality, "error_m": round(float(e), 3), "tile_id": r.best.tile_id,
                   "similarity": round(r.best.similarity, 6), "footprint_hit": bool(h)}
                  for p, e, r, h in zip(group.path, err, results, inside)]
     all_err = np.array([r["error_m"] for r in rows])
     report = {"model_fingerprint": model.fingerprint,
-              "gallery": {"path": str(gallery.path), "content_sha256": gallery.content_sha256,
+              "gallery": {"path": shown(gallery.path), "content_sha256": gallery.content_sha256,
                           "count": gallery.meta["count"], "index_kind": gallery.meta["index_kind"],
                           "model_fingerprint": gallery.meta["model_fingerprint"]},
               "error": "geodesic distance (WGS84) from the rank-1 tile centre to the true position",
-              "per_modality": per_modality, "overall": error_summary(all_err), **(extra or {}),
-              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "per_modality": per_modality, "overall": error_summary(all_err), **(extra or {})}
     if frames_path is None:
         report["frames"] = rows
     else:
         with atomic_path(frames_path) as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False)
-        report["frames_csv"] = str(frames_path)
+        report["frames_csv"] = shown(frames_path)
     write_json(out_path, report)
     return report

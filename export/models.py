@@ -8,7 +8,8 @@
         calibration_<H>x<W>.npy          the uint8 training frames INT8 was calibrated on (the device's
                                          TensorRT calibrator reuses them)
         retrieval.json                   evaluate_runs metrics of torch and every ONNX variant
-        parity.json                      the report: parity figures, R@1 per variant, speeds, gates
+        parity.json                      the report: parity figures, R@1 per variant, gates, CPU default
+                                         (latencies: the return value, not this file)
 
 Gates: ONNX fp32 must match torch (cosine >= min_cosine_fp32 on every real test image, R@1 within
 max_r1_change_fp32 on every modality and direction) or nothing is written and a DataError is
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -74,9 +74,25 @@ def export_models(model_cfg, checkpoint: Path, cfg: ExportConfig, manifest: Path
         if not report["passed"]["fp32"]:
             raise DataError(checkpoint, "ONNX export fails parity with torch, nothing exported: "
                                         + "; ".join(report["failures"]))
-        report["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        write_json(tmp / "parity.json", report)
+        report["cpu_default"] = {size: _cpu_default(speed) for size, speed in report["speed"].items()}
+        write_json(tmp / "parity.json", parity_file(report, base_dir))
     return report
+
+
+def parity_file(report: dict, root: Path) -> dict:
+    """parity.json is a DVC output: the same bytes on every run and in every clone, so no latencies or
+    clock (the stage puts them in reports/timings/onnx_export.json) and the checkpoint relative to root."""
+    from data_assets.io import relative_path
+
+    return {**{k: v for k, v in report.items() if k != "speed"},
+            "checkpoint": relative_path(report["checkpoint"], root)}
+
+
+def _cpu_default(speed: dict) -> str:
+    """The variant the bundle's runner uses on a CPU: INT8 when it measured faster than fp32 here."""
+    def batch1(v: str) -> float:
+        return speed[v]["batch_1"]["p50_ms"]
+    return "int8_cpu" if {"fp32", "int8_cpu"} <= set(speed) and batch1("int8_cpu") < batch1("fp32") else "fp32"
 
 
 def _export_size(encoder, fingerprint, size, views, cfg: ExportConfig, manifest, base_dir, cache, tmp: Path,

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from data_assets.errors import DataError
 from data_assets.io import atomic_directory, atomic_path, read_json, write_json
 from gleam_models.encoder import checkpoint_metadata, checkpoint_state
+from gleam_models.safetensors_io import save_file as canonical_save_file
 
 
 def weights_fingerprint(path: Path) -> str:
@@ -40,15 +41,24 @@ def weights_fingerprint(path: Path) -> str:
     """
     from safetensors import safe_open
 
-    digest = hashlib.sha256()
     try:
         with safe_open(str(path), framework="pt") as f:
-            for name in sorted(f.keys()):
-                tensor = f.get_tensor(name).contiguous()
-                digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-                digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+            return _tensors_fingerprint(f.keys(), f.get_tensor)
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for bad files
         raise DataError(path, f"not a readable safetensors file ({e})") from None
+
+
+def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """weights_fingerprint of the file `state` would be saved as, without writing it."""
+    return _tensors_fingerprint(state.keys(), state.__getitem__)
+
+
+def _tensors_fingerprint(names, get_tensor) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        tensor = get_tensor(name).detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -74,7 +84,8 @@ def _writing(path: Path):
 
 def save_model(path: Path, encoder, loss, extra_meta: dict | None = None) -> None:
     with atomic_path(path) as tmp, _writing(path):
-        save_file(checkpoint_state(encoder, loss), str(tmp), metadata=checkpoint_metadata(encoder, extra_meta))
+        # metadata keys in a fixed order: identical weights give identical bytes (DVC hashes bytes)
+        canonical_save_file(checkpoint_state(encoder, loss), tmp, metadata=checkpoint_metadata(encoder, extra_meta))
 
 
 RNG_FILE = "rng.safetensors"

@@ -62,6 +62,9 @@ class PhaseConfig(Section):
     sim_group_size: int = Field(default=8, ge=2)  # locations per anchor group in a batch
     sim_closest_share: float = Field(default=0.5, ge=0, le=1)  # share of a group that is the closest
     checkpoint_every_steps: int = Field(default=0, ge=0)  # extra checkpoints inside an epoch; 0 = per epoch only
+    # WiSE-FT (gleam_models/wise_ft.py): the phase writes (1 - a) * model.weights + a * the trained
+    # weights, a in [0, 1]; None = the trained weights. The finished run's checkpoints are reused when it changes
+    wise_ft_alpha: float | None = Field(default=None, ge=0, le=1)
 
 
 class TrainConfig(Section):

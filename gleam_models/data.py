@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from data_assets.errors import ConfigError, DataError
-from data_assets.io import LOADER_VERSION, atomic_path, load_image, sha256_text
+from data_assets.io import LOADER_VERSION, atomic_path, clean_stale_temporaries, load_image, sha256_text
 from data_assets.manifest import MODALITIES, read_manifest, resolve_query, resolve_satellite
 from gleam_models.samplers import conflict_lists
 
@@ -113,8 +113,7 @@ class ImageCache:
             arr = decode_resized(path, size)
             buf = io.BytesIO()
             np.save(buf, arr)
-            with atomic_path(target) as tmp:
-                tmp.write_bytes(buf.getvalue())
+            write_cache_entry(target, buf.getvalue())
         if arr.nbytes <= self.ram_left:
             self.ram[mem_key] = arr
             self.ram_left -= arr.nbytes
@@ -129,6 +128,19 @@ class ImageCache:
             for _ in tqdm(pool.map(lambda it: self.get(*it), unique), total=len(unique),
                           desc="decode+resize (once)", disable=not progress, leave=False):
                 pass
+
+
+def write_cache_entry(target: Path, data: bytes) -> None:
+    """Write one cache file atomically, first dropping the temporaries a killed writer of the same
+    entry left (the entry never landed, so this run rewrites it). Two processes filling the same
+    entry at once may remove each other's temporary: the loser's write is skipped, which a cache
+    can afford (the winner's identical file lands)."""
+    clean_stale_temporaries(target)
+    try:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(data)
+    except FileNotFoundError:
+        pass
 
 
 def decode_resized(path: Path, size: tuple[int, int]) -> np.ndarray:

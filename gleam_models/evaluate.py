@@ -46,7 +46,8 @@ from data_assets.manifest import EVAL_SPLITS, MODALITIES, read_manifest, resolve
 from data_assets.settings import Section
 from gleam_models.figures import FigureRow, retrieval_figure, save_figure
 from gleam_models.metrics import rank_queries, rows_per_chunk, summarize, topk
-from gleam_models.metrics_file import headline, metrics_document, metrics_table, write_metrics  # noqa: F401
+from gleam_models.metrics_file import (headline, metrics_document, metrics_table, relative_path,  # noqa: F401
+                                       write_metrics)
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +276,7 @@ def evaluate_runs(manifest_path: Path, base_dir: Path, runs: dict[str, Run], cfg
                     save_figure(retrieval_figure(rows, cfg.figure_tile), figure_path(figures_dir, run, modality, split))
         results[run] = {"weights": spec.weights, "splits": by_split}
 
-    document = metrics_document({"path": str(manifest_path), "sha256": manifest_sha},
+    document = metrics_document({"path": relative_path(manifest_path, base_dir), "sha256": manifest_sha},
                                 cfg.model_dump(mode="json"), results)
     write_metrics(metrics_path, document)  # once, whole: never one model's figures beside another's
     return document

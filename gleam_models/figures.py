@@ -1,8 +1,8 @@
 """Retrieval pictures: each row is a query followed by its top-k satellite tiles.
 
 The true satellite tile is outlined in green; the others are left plain, so a glance shows where
-the model is right and what it confuses the place with. Drawn with Pillow only (matplotlib is not
-a dependency), small tiles, PNG written atomically.
+the model is right and what it confuses the place with. Drawn with Pillow (a grid of
+images needs no plotting library), small tiles, PNG written atomically.
 """
 from __future__ import annotations
 

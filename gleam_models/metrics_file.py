@@ -1,7 +1,7 @@
 """metrics/gleamc.json: one result set, written whole and atomically, that says what produced it.
 
     {"format": 2,
-     "manifest": {"path": "...", "sha256": "..."},          # the manifest every run was evaluated on
+     "manifest": {"path": "data/...", "sha256": "..."},     # the manifest every run was evaluated on
      "config": {...},                                       # the evaluate section used
      "definitions": {...},                                  # the metric definitions (gleam_models.metrics)
      "runs": {"phase2": {"weights": "<weights_fingerprint>" | "imagenet:<backbone>",
@@ -12,14 +12,19 @@ the fingerprint of the weights it came from. The file is replaced as a whole onc
 done, so a killed evaluation leaves the previous file intact (never half old, half new), and
 `load_metrics` refuses a file whose runs or manifest differ from what the caller expects.
 Floats are rounded to `DECIMALS` places so the file and its tables stay readable.
+
+Every metrics/*.json is committed to git, so it must be the same bytes in every clone and on every
+run of the same code and data: paths relative to the project root (`relative_path`), rounded
+floats, no clock times, throughputs or timestamps (stages write those to reports/timings/).
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from data_assets.errors import DataError
-from data_assets.io import read_json, write_json
+from data_assets.io import read_json, relative_path, write_json  # noqa: F401 (relative_path: re-exported)
 
 FORMAT = 2
 DECIMALS = 4
@@ -35,6 +40,19 @@ DEFINITIONS = {
     "ties": "university1652: a false item tied with a true one ranks ahead of it; vigor: ties count for the query",
     "protocol": "vigor for galleries whose queries carry semi-positives (evaluate.protocol=auto), else university1652",
 }
+
+
+
+def significant(value, digits: int = 6):
+    """The same structure with every float rounded to `digits` significant digits (for figures
+    like 3.3e-07 that fixed decimals would turn into 0)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: significant(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [significant(v, digits) for v in value]
+    return value
 
 
 def rounded(value, decimals: int = DECIMALS):

@@ -11,7 +11,7 @@ channels_last. Every run is a function of (config, data, seed): checkpoints hold
 the sampler's neighbour table and the step, so a killed run resumes to the same result.
 
 Outputs (rank 0): out_dir/model.safetensors, out_dir/checkpoints/<fingerprint>/step-*/,
-out_dir/metrics.jsonl (step, epoch, loss, lr, temperature, images_per_s), out_dir/summary.json.
+out_dir/metrics.jsonl (step, epoch, loss, lr, temperature), out_dir/summary.json (timings: the return value).
 Checkpoints live under the run's fingerprint, so a changed config or manifest starts a fresh run in
 its own folder instead of refusing to start; finishing a run drops the other fingerprints' folders.
 """
@@ -23,7 +23,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from data_assets.errors import ConfigError, GleamError
-from data_assets.io import read_json, sha256_file, sha256_text, write_json, write_text
+from data_assets.io import read_json, relative_path, sha256_file, sha256_text, write_json, write_text
 from gleam_models.checkpoint import (list_checkpoints, load_checkpoint, restore_rng, save_checkpoint, save_model,
                                      weights_fingerprint)
 from gleam_models.config import EncoderConfig, PhaseConfig, TrainConfig
@@ -42,8 +42,12 @@ from gleam_models.embed import embed_arrays
 from gleam_models.encoder import GleamEncoder, load_encoder, read_checkpoint, load_encoder_state
 from gleam_models.loss import ContrastiveLoss
 from gleam_models.samplers import epoch_batches, nearest_locations, shard
+from gleam_models.wise_ft import apply_wise_ft, require_pretrained
 
 PHASES = ("phase1", "phase2")
+# differ on every run: in the returned summary and on_progress rows (the stage puts them in
+# reports/timings/), never in summary.json or metrics.jsonl, DVC outputs that must be the same bytes
+TIMING_KEYS = ("seconds", "images_per_s")
 
 
 class TrainingDiverged(GleamError):
@@ -168,8 +172,9 @@ class BatchMaker:
 
 def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, manifest_path: Path,
                 base_dir: Path, out_dir: Path, cache_dir: Path, init_checkpoint: Path | None = None,
-                resume: bool = True) -> dict:
-    """Train one phase; see the module docstring. Returns the summary (also out_dir/summary.json)."""
+                resume: bool = True, on_progress: Callable[[int, int, dict], None] | None = None) -> dict:
+    """Train one phase; see the module docstring. Returns the summary (also out_dir/summary.json).
+    on_progress(step, total_steps, row) is called (rank 0) with every metrics.jsonl row."""
     if phase not in PHASES:
         raise ConfigError(f"phase must be one of {PHASES}, got {phase!r}")
     pcfg: PhaseConfig = getattr(train_cfg, phase)
@@ -183,11 +188,13 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
         torch.cuda.set_device(device)
     amp_dtype = autocast_dtype(train_cfg.precision, device)
 
+    if pcfg.wise_ft_alpha is not None:
+        require_pretrained(model_cfg, f"train.{phase}.wise_ft_alpha")  # fail now, not after training
     fingerprint = run_fingerprint(model_cfg, train_cfg, pcfg, manifest_path, init_checkpoint)
     summary_path, ckpt_root = out_dir / "summary.json", out_dir / "checkpoints" / fingerprint
     if resume and summary_path.is_file() and (out_dir / "model.safetensors").is_file():
         summary = read_json(summary_path)
-        if summary.get("fingerprint") == fingerprint:
+        if summary.get("fingerprint") == fingerprint and summary.get("wise_ft_alpha") == pcfg.wise_ft_alpha:
             return summary  # this phase already finished with this exact config and data
     if not resume and dist_info.is_main:
         shutil.rmtree(ckpt_root.parent, ignore_errors=True)
@@ -321,7 +328,9 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
                 now = time.perf_counter()
                 row = {"phase": phase, "step": step, "epoch": epoch, "loss": window_loss / window_steps, "lr": lr,
                        "temperature": loss_fn.temperature, "images_per_s": window_images / max(1e-9, now - window_start)}
-                metrics.append(row)
+                metrics.append({k: v for k, v in row.items() if k not in TIMING_KEYS})
+                if on_progress is not None and dist_info.is_main:
+                    on_progress(step, total_steps, dict(row))
                 bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{row['images_per_s']:.0f}")
                 window_loss, window_steps, window_images, window_start = 0.0, 0, 0, now
             bar.update(1)
@@ -337,12 +346,19 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
         "temperature": loss_fn.temperature, "pairs": len(pairs), "locations": len(pairs.location_ids),
         "modalities": pairs.modalities, "world_size": dist_info.world_size, "precision": train_cfg.precision,
         "threads": torch.get_num_threads(),  # CPU reductions (and so the exact weights) depend on it
-        "sampler": pcfg.sampler, "init_checkpoint": str(init_checkpoint) if init_checkpoint else None,
+        "sampler": pcfg.sampler,
+        "init_checkpoint": relative_path(init_checkpoint, base_dir) if init_checkpoint else None,
+        "wise_ft_alpha": pcfg.wise_ft_alpha,
     }
     if dist_info.is_main:
         _write_metrics(out_dir / "metrics.jsonl", metrics)
-        save_model(out_dir / "model.safetensors", encoder, loss_fn, {"phase": phase, "fingerprint": fingerprint})
-        write_json(summary_path, summary)
+        meta = {"phase": phase, "fingerprint": fingerprint}
+        if pcfg.wise_ft_alpha is not None:  # the checkpoints keep the trained weights; the model is the mix
+            summary["wise_ft"] = apply_wise_ft(encoder, loss_fn, model_cfg, pcfg.wise_ft_alpha,
+                                               f"train.{phase}.wise_ft_alpha")
+            meta.update(summary["wise_ft"])
+        save_model(out_dir / "model.safetensors", encoder, loss_fn, meta)
+        write_json(summary_path, {k: v for k, v in summary.items() if k not in TIMING_KEYS})
         _drop_other_runs(ckpt_root)
     barrier(dist_info)
     return summary
@@ -369,11 +385,12 @@ def run_fingerprint(model_cfg: EncoderConfig, train_cfg: TrainConfig, pcfg: Phas
     """What determines the result: configs, seed, the manifest's bytes and the init weights' content.
 
     The init checkpoint is hashed by its tensors (weights_fingerprint), not its bytes: safetensors
-    writes metadata keys in no fixed order, so identical weights can give different files."""
+    writes metadata keys in no fixed order, so identical weights can give different files.
+    wise_ft_alpha is left out: it mixes the finished run's weights, so changing it reuses the run."""
     keys = ("seed", "precision", "batchnorm", "label_smoothing", "init_temperature", "augment",
             "temperature_lr_scale")
     blob = {
-        "model": model_cfg.model_dump(mode="json"), "phase": pcfg.model_dump(mode="json"),
+        "model": model_cfg.model_dump(mode="json"), "phase": pcfg.model_dump(mode="json", exclude={"wise_ft_alpha"}),
         "train": {k: getattr(train_cfg, k) for k in keys}, "manifest": sha256_file(manifest_path),
         "init": weights_fingerprint(Path(init_checkpoint)) if init_checkpoint else None,
     }

@@ -111,11 +111,18 @@ def _run_stage(name: str, params: Optional[Path], overrides: Optional[list[str]]
         from dagster_pipes import open_dagster_pipes
 
         from orchestration.metadata import to_pipes_metadata
+        from orchestration.progress import TRAINING_STAGES, PipesProgress, training_metadata
+        from orchestration.versions import content_version
 
         with open_dagster_pipes() as pipes:
             pipes.log.info(f"gleam: running stage {name} (pid {os.getpid()})")
+            if name in TRAINING_STAGES:  # a line per logged step in the run's event log
+                options["on_progress"] = PipesProgress(pipes.log)
             result = _timed(name, project, **options)
-            pipes.report_asset_materialization(metadata=to_pipes_metadata(result))
+            metadata = to_pipes_metadata(result)
+            if name in TRAINING_STAGES:
+                metadata.update(training_metadata(name, project))
+            pipes.report_asset_materialization(metadata=metadata, data_version=content_version(name, project))
         return stages.require_passed(result)
     return stages.require_passed(_timed(name, project, **options))
 
@@ -127,9 +134,11 @@ def _timed(name: str, project: Project, **options: Any) -> stages.StageResult:
     return result
 
 
-def _launch_distributed(name: str, project: Project, resume: bool = True) -> stages.StageResult | None:
+def _launch_distributed(name: str, project: Project, resume: bool = True,
+                        on_progress: Any = None) -> stages.StageResult | None:
     """Training with launch.nproc_per_node > 1: re-run this command under torchrun (DDP), then
-    read the summary rank 0 wrote. Returns None when this process should train itself."""
+    read the summary rank 0 wrote. Returns None when this process should train itself. Under
+    torchrun the ranks' progress goes to their stderr, not to on_progress."""
     launch = project.cfg.launch
     if not name.startswith("gleamc_phase") or launch.nproc_per_node == 1 or "LOCAL_RANK" in os.environ:
         return None

@@ -107,7 +107,7 @@ def gallery_build(
     model = _model(project, checkpoint)
     console.print(f"model: {checkpoint or 'ImageNet init (no phase-2 model found)'} ({model.fingerprint})", highlight=False)
     start = time.perf_counter()
-    summary = build_gallery([Path(r) for r in rasters], model, cfg, project.path(out))
+    summary = build_gallery([Path(r) for r in rasters], model, cfg, project.path(out), root=project.root)
     console.print(f"gallery {project.path(out)}: {summary['count']} tiles from {summary['rasters']} raster(s), "
                   f"model {summary['model_fingerprint']}, index {summary['index_kind']}"
                   f"{' (cached)' if summary['cached'] else ''} in {time.perf_counter() - start:.1f} s", highlight=False)

@@ -155,8 +155,10 @@ class Project:
         params = self.cfg.to_params()
         if sections is not None:
             params = {k: params[k] for k in ["paths", *sections]}
-        doc = {
-            "params_file": str(self.params_path),
+        from gleam_models.metrics_file import relative_path
+
+        doc = {  # nothing machine-specific: the file is part of a DVC output, the same in every clone
+            "params_file": relative_path(self.params_path, self.root),
             "overrides": list(self.overrides),
             "config_fingerprint": self.fingerprint(),
             "params": params,

@@ -5,69 +5,17 @@ behaves the same whichever way it is run. Each writes its fully resolved config 
 """
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from data_assets.errors import DataError
+from orchestration.stage_api import StageResult, require_passed, stage, writing  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # the config imports every library's settings (pandas, faiss): seconds for `gleam --help`
     from orchestration.config import Project
 
 # Library imports sit inside the stage functions: torch and Great Expectations take seconds to
 # import, and `gleam --help` or `gleam config show` should not pay for them.
-
-
-@dataclass
-class StageResult:
-    name: str
-    outputs: dict[str, Path]  # what the stage wrote (the same paths dvc.yaml declares)
-    summary: dict[str, Any]  # JSON-able facts for the CLI table and Dagster metadata
-    passed: bool = True  # False: the stage ran but its quality gate failed
-    images: dict[str, Path] = field(default_factory=dict)  # pictures for Dagster metadata
-
-
-def _lock_wait_s(project: Project) -> float:
-    return project.cfg.locks.wait_s
-
-
-@contextlib.contextmanager
-def writing(project: Project, outputs: list[Path], wait_s: float | None = None, also_clean: list[Path] = ()):
-    """Hold the writer lock of every output (one writer at a time; another gleam process fails
-    fast or waits, per locks.wait_s) and drop the temporaries a killed writer left in them (and in
-    `also_clean`: outputs in git-tracked folders, which get no lock file of their own)."""
-    from data_assets.io import clean_stale_tree
-    from data_assets.locks import output_lock
-
-    if os.environ.get("RANK", "0") != "0":  # DDP: rank 0 holds the lock for the whole job
-        yield
-        return
-    with contextlib.ExitStack() as stack:
-        for out in sorted(set(outputs)):  # one order everywhere: two stages never deadlock
-            stack.enter_context(output_lock(out, _lock_wait_s(project) if wait_s is None else wait_s))
-        for out in [*outputs, *also_clean]:
-            clean_stale_tree(out)
-        yield
-
-
-def stage(outputs: Callable[..., list[Path]], validated_input: bool = False,
-          also_clean: Callable[..., list[Path]] = lambda *a, **k: []):
-    """Decorate a stage function: refuse a failed/foreign validated manifest (validated_input) and
-    hold its outputs' writer locks while it runs. `outputs(project, *args, **kwargs)` names them."""
-    def wrap(fn):
-        @functools.wraps(fn)
-        def run(project: Project, *args, **kwargs) -> StageResult:
-            if validated_input:
-                from data_assets.validation import require_valid_manifest
-
-                require_valid_manifest(project.validated_manifest)
-            with writing(project, outputs(project, *args, **kwargs), also_clean=also_clean(project, *args, **kwargs)):
-                return fn(project, *args, **kwargs)
-        return run
-    return wrap
 
 
 @stage(lambda p: [p.embedded_dir])
@@ -168,8 +116,9 @@ def _gleamx_summary(report: dict[str, Any]) -> dict[str, Any]:
 
 
 @stage(lambda p, phase, **_: [p.gleamc_dir(phase)], validated_input=True)
-def gleamc_phase(project: Project, phase: str, resume: bool = True) -> StageResult:
-    """One GLEAM-C training phase (phase 2 starts from phase 1's final weights). DDP-aware."""
+def gleamc_phase(project: Project, phase: str, resume: bool = True, on_progress=None) -> StageResult:
+    """One GLEAM-C training phase (phase 2 starts from phase 1's final weights). DDP-aware.
+    on_progress(step, total, metrics): see gleam_models.train.train_phase."""
     import os
 
     from gleam_models.train import train_phase
@@ -180,10 +129,13 @@ def gleamc_phase(project: Project, phase: str, resume: bool = True) -> StageResu
         raise DataError(init, "phase 2 starts from phase 1's weights: run gleamc-phase1 first")
     summary = train_phase(project.cfg.model, project.cfg.train, phase, project.validated_manifest,
                           base_dir=project.root, out_dir=out, cache_dir=project.cache_dir / "images",
-                          init_checkpoint=init, resume=resume)
+                          init_checkpoint=init, resume=resume, on_progress=on_progress)
     if os.environ.get("RANK", "0") == "0":
         project.save_resolved(out, sections=["model", "train", "launch"])
         _metrics_csv(out / "metrics.jsonl", out / "metrics.csv")
+        if summary.get("seconds") is not None:  # None: already trained, the last run's timings stand
+            from orchestration.timings import write_timings
+            write_timings(project, f"gleamc_{phase}", {k: summary[k] for k in ("seconds", "images_per_s")})
     return StageResult(f"gleamc_{phase}", {"model": out / "model.safetensors", "metrics_log": out / "metrics.jsonl"},
                        summary)
 
@@ -199,12 +151,12 @@ def _metrics_csv(jsonl: Path, csv_path: Path) -> None:
             pd.read_json(jsonl, lines=True).to_csv(tmp, index=False)
 
 
-def gleamc_phase1(project: Project, resume: bool = True) -> StageResult:
-    return gleamc_phase(project, "phase1", resume=resume)
+def gleamc_phase1(project: Project, resume: bool = True, on_progress=None) -> StageResult:
+    return gleamc_phase(project, "phase1", resume=resume, on_progress=on_progress)
 
 
-def gleamc_phase2(project: Project, resume: bool = True) -> StageResult:
-    return gleamc_phase(project, "phase2", resume=resume)
+def gleamc_phase2(project: Project, resume: bool = True, on_progress=None) -> StageResult:
+    return gleamc_phase(project, "phase2", resume=resume, on_progress=on_progress)
 
 
 @stage(lambda p: [p.gleamc_figures_dir], validated_input=True, also_clean=lambda p: [p.gleamc_metrics])
@@ -234,15 +186,7 @@ def gleamc_evaluation(project: Project) -> StageResult:
                        summary, images=figures)
 
 
-def require_passed(result: StageResult) -> StageResult:
-    """CLI/DVC gate: a failed quality gate is an error (Dagster uses a blocking check instead)."""
-    if not result.passed:
-        report = result.outputs.get("report", "")
-        raise DataError(report, f"stage {result.name} failed its checks: {result.summary.get('failures') or result.summary}")
-    return result
-
-
-from orchestration import stages_edge, stages_gleamx  # noqa: E402  (they build on StageResult above)
+from orchestration import stages_edge, stages_gleamx  # noqa: E402  (the other stage modules)
 
 # The pipeline in the mission's order: the same names in the CLI, Dagster and dvc.yaml.
 STAGES: dict[str, Callable[[Project], StageResult]] = {

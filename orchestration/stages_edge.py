@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from pathlib import Path
 
 from data_assets.errors import DataError
-from orchestration.stages import StageResult, stage
+from orchestration.stage_api import StageResult, stage
 
 if TYPE_CHECKING:  # the config imports every library's settings: too slow for `gleam --help`
     from orchestration.config import Project
@@ -41,37 +41,45 @@ def phase2_model(project: Project):
     return load_model(project.cfg.model, ckpt, batch_size=gallery_config(project).batch_size)
 
 
-@stage(lambda p: [gallery_dir(p)])
+def raster_work_dir(project: Project) -> Path:
+    """Where the embedded rasters are georeferenced: written by gallery and localization, so both
+    hold its lock (and drop what a killed writer left there)."""
+    return project.cache_dir / "gallery"
+
+
+@stage(lambda p: [gallery_dir(p), raster_work_dir(p)])
 def gallery(project: Project) -> StageResult:
     """The embedded default's georeferenced satellite gallery (models/gallery/), phase-2 encoder."""
     from export.embedded_gallery import build_embedded_gallery
 
     out = gallery_dir(project)
     summary = build_embedded_gallery(project.cfg.embedded, gallery_config(project), phase2_model(project),
-                                     out, work_dir=project.cache_dir / "gallery")
+                                     out, work_dir=raster_work_dir(project), root=project.root)
     _save_resolved(project, out)
     return StageResult("gallery", {"gallery": out}, summary)
 
 
-@stage(lambda p: [p.reports_dir / "localize"], validated_input=True, also_clean=lambda p: [localize_metrics_path(p)])
+@stage(lambda p: [p.reports_dir / "localize", raster_work_dir(p)], validated_input=True, also_clean=lambda p: [localize_metrics_path(p)])
 def localization(project: Project) -> StageResult:
     """Localisation error in metres of the embedded test frames against the gallery (metrics/localize.json)."""
     from data_assets.io import sha256_file
     from export.embedded_gallery import embedded_rasters, embedded_test_frames
     from export.localize import localization_metrics, open_gallery
+    from gleam_models.metrics_file import relative_path
 
     cfg = gallery_config(project)
     g = open_gallery(gallery_dir(project))
     model = phase2_model(project)
-    rasters = embedded_rasters(project.cache_dir / "gallery")
+    rasters = embedded_rasters(raster_work_dir(project))
     frames = embedded_test_frames(project.validated_manifest, project.root, rasters, cfg.localize_modalities)
     out = localize_metrics_path(project)
-    extra = {"manifest": {"path": str(project.validated_manifest), "sha256": sha256_file(project.validated_manifest)},
+    manifest = project.validated_manifest
+    extra = {"manifest": {"path": relative_path(manifest, project.root), "sha256": sha256_file(manifest)},
              "truth": {"manifest": "lat/lon of the manifest (true georeference)",
                        "nominal_neon_tile": "NEON YELL crops placed at their 1 km tile's corner (see "
                                             "export/embedded_gallery.py): relative positions exact, absolute not"}}
     report = localization_metrics(frames, g, model, out, extra=extra, k=cfg.k,
-                                  frames_path=project.reports_dir / "localize" / "frames.csv")
+                                  frames_path=project.reports_dir / "localize" / "frames.csv", root=project.root)
     _save_resolved(project, project.reports_dir / "localize")
     summary = {f"{m}/{key}": v for m, d in report["per_modality"].items()
                for key, v in d.items() if key in ("count", "median_m", "within_10m", "within_25m")}
@@ -116,6 +124,8 @@ def onnx_export(project: Project) -> StageResult:
     from data_assets.io import write_json
     from export.models import export_models
     from export.tensorrt import build_engines
+    from gleam_models.metrics_file import significant
+    from orchestration.timings import write_timings
 
     ckpt = project.gleamc_dir("phase2") / "model.safetensors"
     cfg = export_config(project)
@@ -125,11 +135,14 @@ def onnx_export(project: Project) -> StageResult:
     tensorrt = {size: build_engines({k: out / v for k, v in files.items() if k in ("fp32", "int8_trt")},
                                     out / "engines", calibration=out / files["calibration"], max_batch=cfg.max_batch)
                 for size, files in report["files"].items()}
+    # latencies differ on every run: reports/timings/onnx_export.json, not the committed metrics file
     metrics = {"model_fingerprint": report["model_fingerprint"], "backbone": report["backbone"],
                "opset": report["opset"], "passed": report["passed"], "failures": report["failures"],
-               "parity": report["parity"], "speed_ms": report["speed"],
-               "retrieval": report["retrieval"], "tensorrt": tensorrt}
+               "parity": significant(report["parity"]), "retrieval": report["retrieval"],
+               "tensorrt": {size: _engines_for_metrics(t, project.root) for size, t in tensorrt.items()}}
     write_json(export_metrics_path(project), metrics)
+    write_timings(project, "onnx_export", {"speed_ms": report["speed"], "tensorrt_build_s": {
+        size: {p: e.get("seconds") for p, e in t["engines"].items()} for size, t in tensorrt.items()}})
     project.save_resolved(out, sections=["model", "evaluate", "export"])
     change = report["retrieval"].get("mean_q2s_R@1_change", {})
     summary = {"model": report["model_fingerprint"], "passed": report["passed"],
@@ -140,6 +153,16 @@ def onnx_export(project: Project) -> StageResult:
                **{f"{run}/R@1_change": round(d, 2) for run, d in change.items()},
                "tensorrt": next(iter(tensorrt.values()))["message"] if tensorrt else "-"}
     return StageResult("onnx_export", {"onnx": out, "metrics": export_metrics_path(project)}, summary)
+
+
+def _engines_for_metrics(tensorrt: dict, root: Path) -> dict:
+    """build_engines' answer without its build times, engine paths relative to the project root."""
+    from gleam_models.metrics_file import relative_path
+
+    engines = {precision: {**{k: v for k, v in e.items() if k != "seconds"},
+                           **{k: relative_path(e[k], root) for k in ("engine", "calibration_cache") if e.get(k)}}
+               for precision, e in tensorrt.get("engines", {}).items()}
+    return {**tensorrt, "engines": engines}
 
 
 @stage(lambda p: [bundle_dir(p)])

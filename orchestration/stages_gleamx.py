@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import time
 
 from data_assets.errors import DataError
-from orchestration.stages import StageResult, stage
+from orchestration.stage_api import StageResult, stage
 
 if TYPE_CHECKING:  # the config imports every library's settings: too slow for `gleam --help`
     from orchestration.config import Project
@@ -14,12 +14,13 @@ if TYPE_CHECKING:  # the config imports every library's settings: too slow for `
 SECTIONS = ["gleamx_model", "gleamx_train"]
 
 
-@stage(lambda p: [p.models_dir / "gleamx", p.models_dir / "gleamx_label_only"])
-def gleamx_finetune(project: Project) -> StageResult:
+@stage(lambda p, **_: [p.models_dir / "gleamx", p.models_dir / "gleamx_label_only"])
+def gleamx_finetune(project: Project, on_progress=None) -> StageResult:
     """Train models/gleamx/ (explanation + verdict) and models/gleamx_label_only/ (verdict only).
 
     Each run resumes from its newest checkpoint and is skipped when already finished with the same
-    config and data (its summary.json carries the fingerprint)."""
+    config and data (its summary.json carries the fingerprint). on_progress(step, total, metrics) gets
+    every logged step of both runs, the run's name under metrics["run"]."""
     from gleam_models.gleamx.build import resolve_path
     from gleam_models.gleamx.train import train_gleamx
 
@@ -35,14 +36,21 @@ def gleamx_finetune(project: Project) -> StageResult:
     for name, train_cfg in runs.items():
         out = project.models_dir / name
         t0 = time.perf_counter()
-        result = train_gleamx(cfg_model, train_cfg, records, project.root, out, project.cache_dir)
+        progress = None if on_progress is None else (
+            lambda step, total, metrics, run=name: on_progress(step, total, {"run": run, **metrics}))
+        result = train_gleamx(cfg_model, train_cfg, records, project.root, out, project.cache_dir,
+                              on_progress=progress)
         project.save_resolved(out, sections=SECTIONS)
-        summary[name] = {k: result[k] for k in ("final_loss", "loss_last5_mean", "train_examples", "steps",
-                                                "tokens_per_s_mean", "val_source", "resumed_from")}
+        # tokens/s and resumed_from: this session's (absent when the run had already finished)
+        summary[name] = {k: result.get(k) for k in ("final_loss", "loss_last5_mean", "train_examples", "steps",
+                                                    "tokens_per_s_mean", "val_source", "resumed_from")}
         summary[name]["seconds"] = round(time.perf_counter() - t0, 1)
         outputs[name] = out
     summary["seconds_total"] = round(time.perf_counter() - start, 1)
     summary["vision_fingerprint"], summary["lm_fingerprint"] = result["vision_fingerprint"], result["lm_fingerprint"]
+    from orchestration.timings import write_timings
+    write_timings(project, "gleamx_finetune", {"seconds_total": summary["seconds_total"], **{
+        name: {k: summary[name][k] for k in ("seconds", "tokens_per_s_mean", "resumed_from")} for name in runs}})
     return StageResult("gleamx_finetune", outputs, summary)
 
 
@@ -69,6 +77,7 @@ def gleamx_evaluation(project: Project) -> StageResult:
     from gleam_models.gleamx.generate import load_base_explainer, load_explainer
     from gleam_models.gleamx.report import markdown_table, write_report
     from gleam_models.gleamx.text_metrics import load_sbert
+    from orchestration.timings import write_timings
 
     cfg, train_cfg = project.cfg.gleamx_eval, project.cfg.gleamx_train
     path = evaluate.eval_records_path(project.data_dir, cfg.split)
@@ -94,13 +103,18 @@ def gleamx_evaluation(project: Project) -> StageResult:
                                           train_cfg.gen_batch_size))
     out = project.metrics_dir / "gleamx.json"
     metrics = evaluate.evaluate_gleamx(records, systems, truths_from_manifest(project.validated_manifest), out,
-                                       evaluate.eval_set_info(path, len(everything), records, cfg.subset_size, cfg.seed),
+                                       evaluate.eval_set_info(path, len(everything), records, cfg.subset_size, cfg.seed,
+                                                              root=project.root),
                                        sbert_model=load_sbert(cfg.sbert_model), extra={"gleamc_fingerprint": gleamc_fp})
     report_dir = project.reports_dir / "gleamx"
     explainer_run = next(s for s in systems if s.name == "gleamx")
     write_report(report_dir, metrics, records, explainer_run, explainer_run.verdicts, project.root,
                  cfg.report_examples, cfg.thumbnail_px)
     project.save_resolved(report_dir, sections=[*SECTIONS, "gleamx_eval"])
-    summary = {"table": markdown_table(metrics), "pairs": len(records), "seconds": round(time.perf_counter() - start, 1),
+    seconds = round(time.perf_counter() - start, 1)
+    timing = {s.name: s.timing for s in systems if s.timing}
+    write_timings(project, "gleamx_evaluation", {"seconds": seconds, "systems": timing})
+    summary = {"table": markdown_table(metrics), "pairs": len(records), "seconds": seconds,
+               **{f"{name}/tokens_per_s": t.get("tokens_per_s") for name, t in timing.items()},
                **{f"{s.name}/accuracy": metrics[s.name]["accuracy"] for s in systems if "accuracy" in metrics[s.name]}}
     return StageResult("gleamx_evaluation", {"metrics": out, "report": report_dir / "index.html"}, summary)

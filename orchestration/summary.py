@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.config import Project
+from orchestration.timings import read_timings
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -56,12 +57,13 @@ def localize_lines(doc: dict | None) -> list[str]:
     return [f"Localisation of the embedded test frames ({doc.get('gallery', {}).get('count', '?')} gallery tiles):", *lines]
 
 
-def export_lines(doc: dict | None) -> list[str]:
-    if not doc or "speed_ms" not in doc:
+def export_lines(doc: dict | None, timings: dict | None) -> list[str]:
+    """Gates from metrics/export.json, latencies from reports/timings/onnx_export.json."""
+    if not doc or not timings or "speed_ms" not in timings:
         return []
     lines = ["| input | variant | gate | batch 1 p50 ms | largest batch p50 ms |", "|---|---|---|---|---|"]
     passed = doc.get("passed", {})
-    for size, by in doc["speed_ms"].items():
+    for size, by in timings["speed_ms"].items():
         for variant, s in by.items():
             big = [v["p50_ms"] for k, v in s.items() if k != "batch_1"]
             lines.append(f"| {size} | {variant} | {'passed' if passed.get(variant) else 'FAILED'} | "
@@ -72,7 +74,8 @@ def export_lines(doc: dict | None) -> list[str]:
 def summary_text(project: Project) -> str:
     m = project.metrics_dir
     blocks = [gleamc_lines(_read(project.gleamc_metrics)), gleamx_lines(_read(m / "gleamx.json")),
-              localize_lines(_read(m / "localize.json")), export_lines(_read(m / "export.json"))]
+              localize_lines(_read(m / "localize.json")),
+              export_lines(_read(m / "export.json"), read_timings(project, "onnx_export"))]
     where = [
         "Outputs:",
         f"- data and manifests: {project.data_dir}  (validation report: {project.validated_dir / 'docs' / 'index.html'})",

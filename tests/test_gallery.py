@@ -94,7 +94,7 @@ def test_several_rasters_make_one_gallery(gallery):
     assert set(tiles.raster) == {"utm.tif", "wgs84.tif"} and tiles.tile_id.is_unique
     assert emb.dtype == np.float32 and emb.shape[1] == meta["embed_dim"]
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
-    for key in ("model_fingerprint", "backbone", "input_size", "tile_m", "stride_m", "index", "index_kind", "created_at"):
+    for key in ("model_fingerprint", "backbone", "input_size", "tile_m", "stride_m", "index", "index_kind"):
         assert key in meta
     import faiss
     assert faiss.read_index(str(gallery / "index.faiss")).ntotal == len(tiles)

@@ -76,6 +76,7 @@ def test_bleu_and_rouge_on_tiny_cases():
     # LCS 7 characters; precision 7/7, recall 7/10 (whitespace dropped) -> F = 1.4 / 1.7
     assert text_metrics.rouge_l(["两者都显示建筑"], [zh], "zh") == pytest.approx(1.4 / 1.7)
     assert text_metrics.explanation_part("Both show 2 roads.\nVerdict: no match") == "Both show 2 roads."
+    assert text_metrics.explanation_part("Verdict: no match\nBoth show 2 roads.") == "Both show 2 roads."  # verdict first
     assert text_metrics.explanation_part("两者都显示 2 栋建筑。\n结论：匹配") == zh
 
 
@@ -282,7 +283,8 @@ def test_run_explainer_keeps_pairs_aligned_and_counts_tokens(tmp_path):
     records = [rec(0), rec(1, modality="ground")]
     run = run_explainer("gleamx", FakeExplainer(), records, tmp_path, "fp", cosines=[0.25, 0.75])
     assert run.texts == ["uav 0.25\nVerdict: match", "ground 0.75\nVerdict: match"]
-    assert run.verdicts == ["match", "match"] and run.info["tokens_per_s"] == pytest.approx(8.0)
+    assert run.verdicts == ["match", "match"] and run.timing["tokens_per_s"] == pytest.approx(8.0)
+    assert run.info["new_tokens"] == 8 and not {"tokens_per_s", "generation_s"} & set(run.info)  # not in metrics
 
 
 def test_shortened_cover_names_are_still_read_as_facts():

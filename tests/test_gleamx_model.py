@@ -56,6 +56,22 @@ def test_build_answer_keeps_the_verdict_line():
             assert parse_verdict(build_answer("x.", label, lang), lang) == label
 
 
+def test_verdict_first_answer_and_prompt():
+    expl = "These two images show the same location. Both show 2 buildings. Roads run north."
+    assert build_answer(expl, "no_match", "en", sentences=1, verdict_first=True) == \
+        "Verdict: no match\nThese two images show the same location."
+    assert build_answer("两张图像显示同一地点。两者都有 2 栋建筑。", "match", "zh", sentences=1, verdict_first=True) == \
+        "结论：匹配\n两张图像显示同一地点。"
+    short = build_answer(expl, "match", "en", sentences=None, fits=lambda t: len(t) < 40, verdict_first=True)
+    assert short.startswith("Verdict: match") and "Roads" not in short
+    for label in ("match", "no_match"):
+        for lang in ("en", "zh"):
+            assert parse_verdict(build_answer("x.", label, lang, verdict_first=True), lang) == label
+    from gleam_models.gleamx.prompts import instruction
+    assert "Start with" in instruction("uav", "en", False, verdict_first=True)
+    assert "end with" in instruction("uav", "en", False) and "先写" in instruction("uav", "zh", True, True)
+
+
 # ----------------------------------------------------------------------------- prompts and masking
 
 @pytest.fixture(scope="module")
@@ -112,6 +128,35 @@ def test_loss_covers_the_answer_only(tiny):
     z[0, -2] = (z[0, -2] + 1) % cfg.image_token_id
     later = model(input_ids=z, image_tokens=feats, cosine=cos).logits
     assert torch.allclose(later[0, :-2], out.logits[0, :-2], atol=1e-5)
+
+
+def test_verdict_tokens_weigh_more_in_the_loss(tiny):
+    root, _, model_cfg, _ = tiny
+    from gleam_models.gleamx.build import build_model
+    from gleam_models.gleamx.data import verdict_weights
+
+    model, tok, _ = build_model(model_cfg, root, None, seed=0)
+    cfg = model.config
+    answer = "Both show 2 buildings.\nVerdict: no match"
+    weights = verdict_weights(tok, answer, "Verdict: no match", 5.0)
+    target = tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert len(weights) == len(target)
+    heavy = [t for t, w in zip(target, weights) if w == 5.0]
+    assert tok.decode(heavy).strip() == "Verdict: no match" and weights[-1] == 1.0
+    prompt = prompt_ids(tok, "uav", "en", cfg.use_cosine, cfg.tokens_per_image, cfg.image_token_id)
+    ids, labels = training_example(tok, prompt, answer)
+    x, y = torch.tensor([ids]), torch.tensor([labels])
+    feats, cos = torch.randn(1, 2, cfg.tokens_per_image, cfg.vision_config["feature_dim"]), torch.tensor([0.3])
+    w = torch.tensor([[0.0] * len(prompt) + weights])
+    plain = model(input_ids=x, image_tokens=feats, cosine=cos, labels=y).loss
+    ones = model(input_ids=x, image_tokens=feats, cosine=cos, labels=y, loss_weights=torch.ones_like(w)).loss
+    weighted = model(input_ids=x, image_tokens=feats, cosine=cos, labels=y, loss_weights=w).loss
+    assert torch.allclose(plain, ones, atol=1e-6)
+    logits = model(input_ids=x, image_tokens=feats, cosine=cos).logits[0, len(prompt) - 1:-1].float()
+    per_token = torch.nn.functional.cross_entropy(logits, x[0, len(prompt):], reduction="none")
+    wt = torch.tensor(weights)
+    assert torch.allclose(weighted, (per_token * wt).sum() / wt.sum(), atol=1e-5)
+    assert not torch.allclose(weighted, plain, atol=1e-4)
 
 
 def test_stratified_subsample_keeps_proportions():
@@ -174,7 +219,8 @@ def test_resume_after_kill_equals_uninterrupted_and_seed_determinism(tmp_path):
     import json
     rows = [json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 7))
-    assert json.loads((tmp_path / "resumed" / "summary.json").read_text())["resumed_from"] == "step-0000004"
+    for name in ("summary.json", "metrics.jsonl", "gleamx.json", "adapter/adapter_config.json"):  # DVC outputs
+        assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
     again = _train(tmp_path, root, tmp_path / "again")  # same seed: the same weights
     assert all(torch.equal(a[k], v) for k, v in _weights(tmp_path / "again").items())
     other = _train(tmp_path, root, tmp_path / "seed1", seed=1)

@@ -26,10 +26,11 @@ def test_gleamc_and_export_tables_tolerate_missing_directions_and_name_failed_va
     gleamc = {"runs": {"phase2": {"splits": {"test": {"uav": {"query_to_satellite": {"R@1": 52.38}},
                                                       "ground": {"satellite_to_query": {"R@1": 30.0}}}}}}}
     assert "| phase2 | test | - | 52.4 |" in gleamc_lines(gleamc)
-    export = {"passed": {"fp32": True, "int8_cpu": False},
-              "speed_ms": {"128x128": {"fp32": {"batch_1": {"p50_ms": 1.5}, "batch_16": {"p50_ms": 20.0}},
-                                       "int8_cpu": {"batch_1": {"p50_ms": 1.0}, "batch_16": {"p50_ms": 11.0}}}}}
-    lines = export_lines(export)
+    export = {"passed": {"fp32": True, "int8_cpu": False}}
+    timings = {"speed_ms": {"128x128": {"fp32": {"batch_1": {"p50_ms": 1.5}, "batch_16": {"p50_ms": 20.0}},
+                                        "int8_cpu": {"batch_1": {"p50_ms": 1.0}, "batch_16": {"p50_ms": 11.0}}}}}
+    assert export_lines(export, None) == []
+    lines = export_lines(export, timings)
     assert "| 128x128 | fp32 | passed | 1.50 | 20.0 |" in lines
     assert "| 128x128 | int8_cpu | FAILED | 1.00 | 11.0 |" in lines
 

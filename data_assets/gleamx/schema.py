@@ -54,7 +54,9 @@ class GleamXRecord(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
-    created_at: str
+    # when an API teacher answered (replayed from its answer cache); None for the deterministic facts
+    # teacher, whose records are then the same bytes on every run (they are a DVC output)
+    created_at: str | None = None
     query_location_id: str
     satellite_location_id: str
     revision: Revision | None = None

@@ -67,7 +67,7 @@ class Outcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
-    created_at: str = ""
+    created_at: str | None = None  # API answers only: the facts teacher has no clock in its records
     requests: int = 0  # HTTP requests sent by this run
     cache_hits: int = 0  # answers replayed from the cache
     spent_usd: float = 0.0  # paid by this run (cache hits are free)
@@ -97,7 +97,7 @@ class FactsTeacher:
         s = facts.parse_truth(request.satellite_truth, f"pair {request.pair_id} satellite location")
         answer = facts.explain(q, s, request.label, request.modality, request.language, self.seed, request.pair_id)
         return Outcome(model=self.model, prompt_version=facts.FACTS_VERSION,
-                       answer=TeacherAnswer.model_validate(answer), created_at=now_iso())
+                       answer=TeacherAnswer.model_validate(answer))
 
 
 class AnswerCache:

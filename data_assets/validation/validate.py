@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from data_assets.errors import DataError
-from data_assets.io import sha256_file, write_json, write_text
+from data_assets.io import atomic_directory, relative_path, sha256_file, write_json, write_text
 from data_assets.manifest import COLUMNS, MODALITIES, SPLITS, manifest_metadata, read_manifest, write_manifest
 from data_assets.validation.config import ValidateConfig
 from data_assets.validation.docs import build_gx_docs, new_run_id, render_docs, run_info
@@ -46,18 +46,22 @@ class ValidationResult:
     manifest_path: Path
     thumbnails: list[Path]
     gx_docs_path: Path | None = None  # Great Expectations' own Data Docs (docs/gx/index.html)
+    run: dict | None = None  # GX run id and time of this validation (docs/run.json; not in report.json)
 
 
 def validate_manifest(manifest_path: Path, cfg: ValidateConfig, out_dir: Path, base_dir: Path,
                       cache_dir: Path | None = None) -> ValidationResult:
     """Validate `manifest_path` and its images; write manifest.parquet, quarantine.csv,
     report.json, docs/index.html and thumbnails/ into `out_dir`. Relative dataset roots are taken
-    from `base_dir`; `cache_dir` remembers images already verified (None: decode everything)."""
+    from `base_dir`; `cache_dir` remembers images already verified (None: decode everything).
+
+    The folder is built beside `out_dir` and swapped in whole at the end: a killed run leaves the
+    previous validation untouched, never a new manifest without its report."""
     from data_assets.validation import suite  # imports GX: seconds, so only when validating
 
     manifest_path, out_dir, base_dir = Path(manifest_path), Path(out_dir), Path(base_dir)
     df = read_manifest(manifest_path).reset_index(drop=True)
-    report_path = _prepare_out_dir(out_dir)
+    _check_writable(out_dir.parent)
 
     frame = add_file_facts(df, base_dir, cfg.decode_images, cfg.workers, cache_dir, cfg.max_image_pixels)
     shared = [src["name"] for src in manifest_metadata(manifest_path).get("sources", [])
@@ -74,7 +78,7 @@ def validate_manifest(manifest_path: Path, cfg: ValidateConfig, out_dir: Path, b
     table_outcomes = suite.run_checks(context, "manifest_table", kept_frame,
                                       suite.table_checks(cfg, _split_modality_combos(frame)), run_id=run_id)
 
-    rows_in, rows_out = len(df), len(kept)
+    rows_in = len(df)
     bad_fraction = len(bad) / rows_in if rows_in else 0.0
     table_failures = [table_failure(o) for o in table_outcomes if not o.success]
     table_failures += [table_failure(o) for o in row_outcomes if o.exception is not None]
@@ -85,7 +89,25 @@ def validate_manifest(manifest_path: Path, cfg: ValidateConfig, out_dir: Path, b
                                       f"above max_bad_fraction {cfg.max_bad_fraction:.2%}; "
                                       f"first: {_first_bad(quarantine)}; all in quarantine.csv"})
     passed = not failures
+    with atomic_directory(out_dir) as staging:
+        outputs = _write_outputs(staging, manifest_path, base_dir, cfg, run_id, context, df, kept, frame, kept_frame,
+                                 quarantine, row_outcomes, table_outcomes, table_failures, failures, passed)
+    report, run_record = outputs.pop("report"), outputs.pop("run")
+    final = {k: [out_dir / Path(x).relative_to(staging) for x in v] if isinstance(v, list)
+             else out_dir / Path(v).relative_to(staging) for k, v in outputs.items()}
+    log.info("validated %s: %d rows in, %d out, passed=%s", manifest_path, len(df), len(kept), passed)
+    counts = {k: v for k, v in report["counts"].items() if isinstance(v, dict)}
+    return ValidationResult(passed=passed, bad_fraction=report["counts"]["bad_fraction"], rows_in=len(df),
+                            rows_out=len(kept), bad_rows=report["counts"]["bad_rows"], counts=counts,
+                            failures=failures, run=run_record, **final)
 
+
+def _write_outputs(out_dir, manifest_path, base_dir, cfg, run_id, context, df, kept, frame, kept_frame, quarantine,
+                   row_outcomes, table_outcomes, table_failures, failures, passed) -> dict:
+    """Every file of a validated folder, into `out_dir` (the staging folder); their paths."""
+    from data_assets.validation import suite
+    rows_in, rows_out, bad = len(df), len(kept), sorted(set(quarantine["row"]))
+    bad_fraction = len(bad) / rows_in if rows_in else 0.0
     manifest_out = write_manifest(kept[list(COLUMNS)], out_dir / "manifest.parquet",
                                   metadata={**manifest_metadata(manifest_path),
                                             "validation": {"passed": passed, "rows_in": rows_in, "rows_out": rows_out}})
@@ -97,7 +119,7 @@ def validate_manifest(manifest_path: Path, cfg: ValidateConfig, out_dir: Path, b
     report = {
         "passed": passed,
         "threshold": cfg.max_bad_fraction,
-        "manifest": str(manifest_path),
+        "manifest": relative_path(manifest_path, base_dir),
         # what consumers check before reading the validated manifest (require_valid_manifest)
         "validated_manifest": {"file": manifest_out.name, "sha256": sha256_file(manifest_out)},
         "counts": {"rows_in": rows_in, "rows_out": rows_out, "bad_rows": len(bad), "bad_fraction": bad_fraction,
@@ -109,32 +131,29 @@ def validate_manifest(manifest_path: Path, cfg: ValidateConfig, out_dir: Path, b
         "failures": failures,
         "config": cfg.model_dump(),
         "great_expectations_version": suite.gx.__version__,
-        "run": run_info(run_id),
     }
+    # report.json is a DVC output (the same bytes on every run); the run's id and time, like GX's
+    # run-named pages, live under docs/, which .dvcignore and the Dagster data versions leave out
+    run_record = run_info(run_id)
     gx_docs_path = build_gx_docs(context, out_dir / "docs")
     docs_path = out_dir / "docs" / "index.html"
-    write_text(docs_path, render_docs(report, quarantine, thumbnails))
+    write_text(docs_path, render_docs({**report, "run": run_record}, quarantine, thumbnails))
+    write_json(out_dir / "docs" / "run.json", run_record)
+    report_path = out_dir / "report.json"
     write_json(report_path, report)
-    log.info("validated %s: %d rows in, %d out, passed=%s", manifest_path, rows_in, rows_out, passed)
-
-    counts = {k: v for k, v in report["counts"].items() if isinstance(v, dict)}
-    return ValidationResult(passed=passed, bad_fraction=bad_fraction, rows_in=rows_in, rows_out=rows_out,
-                            bad_rows=len(bad), counts=counts, failures=failures, report_path=report_path,
-                            quarantine_path=quarantine_path, docs_path=docs_path, manifest_path=manifest_out,
-                            thumbnails=thumbnails, gx_docs_path=gx_docs_path)
+    return {"report": report, "run": run_record, "report_path": report_path, "quarantine_path": quarantine_path,
+            "docs_path": docs_path, "manifest_path": manifest_out, "thumbnails": thumbnails,
+            "gx_docs_path": gx_docs_path}
 
 
-def _prepare_out_dir(out_dir: Path) -> Path:
-    """Make sure we can write there, and drop the old report so it cannot outlive new outputs."""
+def _check_writable(folder: Path) -> None:
+    """Fail before any work when the folder the output lands in cannot be written."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test."):
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test."):
             pass
-        report_path = out_dir / "report.json"
-        report_path.unlink(missing_ok=True)
     except OSError as e:
-        raise DataError(out_dir, f"output directory is not writable ({e.strerror or e})") from None
-    return report_path
+        raise DataError(folder, f"output directory is not writable ({e.strerror or e})") from None
 
 
 def _split_modality_combos(frame: pd.DataFrame) -> list[tuple[str, str]]:

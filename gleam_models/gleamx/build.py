@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from data_assets.errors import ConfigError, DataError
-from data_assets.io import atomic_directory, atomic_path, read_json, sha256_file, sha256_text, write_json
+from data_assets.io import (atomic_directory, atomic_path, read_json, relative_path, sha256_file, sha256_text,
+                             write_json)
 from gleam_models.gleamx.config import GleamXModelConfig, LoraConfig
 from gleam_models.gleamx.modeling import GleamXConfig, GleamXForConditionalGeneration
 
@@ -121,11 +122,14 @@ def build_model(model_cfg: GleamXModelConfig, base_dir: Path, cache_dir: Path | 
     # not reach the live LM (its causal attention would be lost)
     config = GleamXConfig(text_config=copy.deepcopy(lm.config), vision_config=vision, grid=model_cfg.grid,
                           global_token=model_cfg.global_token, projector_hidden=model_cfg.projector_hidden,
-                          use_cosine=model_cfg.use_cosine, image_token_id=len(tok))
+                          use_cosine=model_cfg.use_cosine, verdict_first=model_cfg.verdict_first,
+                          image_token_id=len(tok))
     model = GleamXForConditionalGeneration(config, language_model=lm, vision_tower=tower)
     model.init_projectors(seed)
     model.vision_tower.requires_grad_(not model_cfg.freeze_vision)
-    info = {**lm_info, "vision_checkpoint": str(resolve_path(model_cfg.vision_checkpoint, base_dir)),
+    # relative to the project root: gleamx.json and summary.json are DVC outputs, the same in every clone
+    info = {**lm_info, "lm_source": relative_path(lm_info["lm_source"], base_dir),
+            "vision_checkpoint": relative_path(resolve_path(model_cfg.vision_checkpoint, base_dir), base_dir),
             "vision_fingerprint": vision_fp}
     return model, tok, info
 
@@ -151,6 +155,13 @@ def save_trained(model, out_dir: Path, model_cfg: GleamXModelConfig, info: dict,
     out_dir = Path(out_dir)
     with atomic_path(out_dir / "projector.safetensors") as tmp:
         save_file(projector_state(model), str(tmp))
+    # peft writes the LM's load path (a cache folder or an absolute path) into adapter_config.json and
+    # its README: name the source as gleamx.json does instead (loading passes the base model itself);
+    # and target_modules is a set, listed in a per-process hash order: sort it (a DVC output)
+    for peft_cfg in getattr(model.language_model, "peft_config", {}).values():
+        peft_cfg.base_model_name_or_path = info["lm_source"]
+        if isinstance(peft_cfg.target_modules, set):
+            peft_cfg.target_modules = sorted(peft_cfg.target_modules)
     with atomic_directory(out_dir / "adapter") as tmp:
         model.language_model.save_pretrained(tmp)
     write_json(out_dir / "gleamx.json", {"format": ADAPTER_FORMAT, "model": model_cfg.model_dump(mode="json"),

@@ -35,6 +35,9 @@ class GleamXModelConfig(Section):
     projector_hidden: int = Field(default=1024, ge=8)  # MLP: feature -> hidden -> GELU -> LM width
     # feed the pair's GLEAM-C cosine similarity as one extra token (chosen on val, never on test)
     use_cosine: bool = True
+    # the answer opens with the verdict line and the explanation follows (chosen on val): a verdict
+    # written after the explanation follows the model's own, often wrong, description
+    verdict_first: bool = True
     lora: LoraConfig = LoraConfig()
     # cache the dequantised GGUF as safetensors under the cache dir (skips ~14 s of dequantising)
     cache_dequantised: bool = True
@@ -55,6 +58,9 @@ class GleamXTrainConfig(Section):
     # keep the first N sentences of each explanation (null = all); the verdict line is always kept
     answer_sentences: int | None = Field(default=2, ge=1)
     label_only: bool = False  # the paper's ablation: the answer is the verdict line alone
+    # loss weight of the verdict line's tokens against 1 for each explanation token (chosen on val;
+    # kind=llava only, a VLM's processor batches carry no weights)
+    verdict_loss_weight: float = Field(default=5.0, gt=0)
     train_subsample: int | None = Field(default=320, ge=1)  # stratified by modality/language/label; null = all
     val_fraction: float = Field(default=0.15, gt=0, lt=1)  # when val.jsonl is empty: share of train LOCATIONS held out
     gen_batch_size: int = Field(default=32, ge=1)  # generation batch (left padding, KV cache)

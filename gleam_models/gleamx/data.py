@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from data_assets.errors import DataError
 from data_assets.gleamx.schema import GleamXRecord, read_records
-from data_assets.io import atomic_path, sha256_file, sha256_text
+from data_assets.io import atomic_path, clean_stale_temporaries, sha256_file, sha256_text
 from gleam_models.gleamx.prompts import COSINE_MARKER, IMAGE_MARKER, MARKERS, build_answer, prompt_text
 
 IGNORE = -100
@@ -67,18 +67,19 @@ def train_val_records(records_dir: Path, val_fraction: float, seed: int) -> tupl
             f"carved from train: {len(held)} of {len(locations)} query locations (val.jsonl empty)")
 
 
-def answer_for(record: GleamXRecord, tokenizer, sentences: int | None, label_only: bool, max_tokens: int) -> str:
+def answer_for(record: GleamXRecord, tokenizer, sentences: int | None, label_only: bool, max_tokens: int,
+               verdict_first: bool = False) -> str:
     fits = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1 <= max_tokens  # noqa: E731
-    return build_answer(record.explanation, record.label, record.language, sentences, label_only, fits)
+    return build_answer(record.explanation, record.label, record.language, sentences, label_only, fits, verdict_first)
 
 
 # ----------------------------------------------------------------------------- tokenisation
 
 def prompt_ids(tokenizer, modality: str, language: str, use_cosine: bool, tokens_per_image: int,
-               image_token_id: int) -> list[int]:
+               image_token_id: int, verdict_first: bool = False) -> list[int]:
     """Token ids of the chat prompt with each marker expanded to its placeholder ids."""
     ids: list[int] = []
-    for part in MARKERS.split(prompt_text(tokenizer, modality, language, use_cosine)):
+    for part in MARKERS.split(prompt_text(tokenizer, modality, language, use_cosine, verdict_first)):
         if part == IMAGE_MARKER:
             ids += [image_token_id] * tokens_per_image
         elif part == COSINE_MARKER:
@@ -92,6 +93,17 @@ def training_example(tokenizer, prompt: list[int], answer: str) -> tuple[list[in
     """(input_ids, labels): the answer + end-of-turn token are learned, the prompt is not."""
     target = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return prompt + target, [IGNORE] * len(prompt) + target
+
+
+def verdict_weights(tokenizer, answer: str, verdict: str, weight: float) -> list[float]:
+    """Loss weight per target token of `answer` (+ end-of-turn): `weight` on the tokens that spell
+    the verdict line, 1 elsewhere. The decision is one or two tokens among ~60 explanation tokens;
+    without extra weight the explanation's loss drowns it (label-only training sees nothing else)."""
+    enc = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
+    start = answer.rfind(verdict)
+    end = start + len(verdict)
+    weights = [weight if start >= 0 and a < end and b > start else 1.0 for a, b in enc["offset_mapping"]]
+    return weights + [1.0]
 
 
 def pad_batch(seqs: list[list[int]], pad_id: int, left: bool, labels: list[list[int]] | None = None):
@@ -157,8 +169,7 @@ class FeatureCache:
             for (p, f), t, e in zip(chunk, tokens.cpu(), emb.cpu()):
                 self.ram[(str(p), view)] = (t.contiguous(), e.contiguous())
                 if f is not None:
-                    with atomic_path(f) as tmp:
-                        save_file({"tokens": t.contiguous(), "embedding": e.contiguous()}, str(tmp))
+                    _write_entry(f, {"tokens": t.contiguous(), "embedding": e.contiguous()})
         return [self.ram[(str(Path(p)), view)] for p in paths]
 
     def pair_features(self, pairs: list[PairInput]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,6 +183,17 @@ class FeatureCache:
         tokens = torch.stack([torch.stack([a[0], b[0]]) for a, b in zip(q, s)])
         cosine = torch.stack([(a[1] * b[1]).sum() for a, b in zip(q, s)])
         return tokens, cosine
+
+
+def _write_entry(path: Path, tensors: dict) -> None:
+    """One cache file, atomically; drops a killed writer's leftover of the same entry first. A
+    concurrent writer of the same entry may remove our temporary: its identical file lands instead."""
+    clean_stale_temporaries(path)
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp))
+    except FileNotFoundError:
+        pass
 
 
 def record_pair(r: GleamXRecord, base_dir: Path) -> PairInput:

@@ -20,7 +20,7 @@ from data_assets.gleamx.pairs import stable_int
 from data_assets.io import sha256_file, write_json
 from data_assets.gleamx.schema import record_field as _get
 from gleam_models.gleamx.fact_check import fact_metrics
-from gleam_models.metrics_file import rounded
+from gleam_models.metrics_file import relative_path, rounded
 from gleam_models.gleamx.text_metrics import text_metrics
 from gleam_models.gleamx.verdict_metrics import grouped_verdict_metrics
 
@@ -36,7 +36,10 @@ class SystemRun:
     texts: list[str | None] | None  # generated answers, one per evaluation record; None = verdicts only
     verdicts: list[str | None] | None = None  # given directly (cosine baseline); else parsed from texts
     explains: bool = True  # False: answers carry no explanation (label-only), no text/fact metrics
-    info: dict = field(default_factory=dict)  # tokens/s, threshold, wall time ... (recorded as is)
+    info: dict = field(default_factory=dict)  # threshold, new tokens ...: recorded in the metrics file as is
+    # wall time and tokens/s: never in the metrics file (it must be the same bytes on every run);
+    # the stage writes them to reports/timings/ and its summary
+    timing: dict = field(default_factory=dict)
 
 
 def run_explainer(name: str, explainer, records: Sequence[Any], base_dir: Path, fingerprint: str,
@@ -50,9 +53,10 @@ def run_explainer(name: str, explainer, records: Sequence[Any], base_dir: Path, 
              for i, r in enumerate(records)]
     outputs = explainer.explain(items, batch_size=batch_size)
     tokens, seconds = sum(o.new_tokens for o in outputs), sum(o.seconds for o in outputs)
-    info = {"new_tokens": tokens, "generation_s": seconds, "tokens_per_s": tokens / seconds if seconds else None,
-            "batch_size": batch_size, "cosine_given": cosines is not None}
-    return SystemRun(name, fingerprint, [o.text for o in outputs], [o.verdict for o in outputs], explains, info)
+    info = {"new_tokens": tokens, "batch_size": batch_size, "cosine_given": cosines is not None}
+    timing = {"generation_s": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 2) if seconds else None}
+    return SystemRun(name, fingerprint, [o.text for o in outputs], [o.verdict for o in outputs], explains, info,
+                     timing)
 
 
 def eval_records_path(data_dir: Path, split: str = "test") -> Path:
@@ -94,12 +98,15 @@ def stratified_subset(records: Sequence[Any], size: int | None, seed: int) -> li
     return [records[i] for i in sorted(chosen)]
 
 
-def eval_set_info(path: Path, total: int, subset: Sequence[Any], size: int | None, seed: int) -> dict:
+def eval_set_info(path: Path, total: int, subset: Sequence[Any], size: int | None, seed: int,
+                  root: Path | None = None) -> dict:
+    """What was evaluated; `path` is written relative to `root` (the project root) when given."""
     path = Path(path)
     counts: dict[str, int] = defaultdict(int)
     for r in subset:
         counts["/".join(str(_get(r, k)) for k in STRATA)] += 1
-    return {"path": str(path), "sha256": sha256_file(path), "pairs_in_file": total, "pairs": len(subset),
+    shown = relative_path(path, root) if root is not None else path.as_posix()
+    return {"path": shown, "sha256": sha256_file(path), "pairs_in_file": total, "pairs": len(subset),
             "subset_size": size, "seed": seed, "stratified_by": list(STRATA), "strata": dict(sorted(counts.items()))}
 
 

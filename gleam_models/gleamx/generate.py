@@ -75,8 +75,8 @@ class GleamXExplainer:
             [PairInput(Path(i.query_path), Path(i.satellite_path), i.modality) for i in items])
         given = torch.tensor([float("nan") if i.cosine is None else i.cosine for i in items])
         cosine = torch.where(torch.isnan(given), cosine, given)
-        prompts = [prompt_ids(tok, i.modality, i.language, cfg.use_cosine, cfg.tokens_per_image, cfg.image_token_id)
-                   for i in items]
+        prompts = [prompt_ids(tok, i.modality, i.language, cfg.use_cosine, cfg.tokens_per_image, cfg.image_token_id,
+                              getattr(cfg, "verdict_first", False)) for i in items]
         ids, mask = pad_batch(prompts, tok.pad_token_id, left=True)
         t0 = time.perf_counter()
         new = self.model.generate(ids.to(self.device), mask.to(self.device), tokens.to(self.device),
@@ -114,7 +114,8 @@ class VlmExplainer(GleamXExplainer):
     def _batch(self, items: list[ExplainInput], max_new_tokens: int) -> list[ExplainOutput]:
         from gleam_models.gleamx.vlm import vlm_generate
 
-        rows, seconds = vlm_generate(self.model, self.processor, items, max_new_tokens)
+        verdict_first = bool(self.meta.get("model", {}).get("verdict_first", False))
+        rows, seconds = vlm_generate(self.model, self.processor, items, max_new_tokens, verdict_first)
         return self._outputs(items, rows, seconds)
 
 
@@ -145,6 +146,7 @@ def load_base_explainer(model_cfg: GleamXModelConfig, base_dir: Path | None = No
         from gleam_models.gleamx.vlm import load_vlm
         source = resolve_path(model_cfg.lm_source, Path(base_dir or Path.cwd()))
         model, processor = load_vlm(source)
-        return VlmExplainer(model, processor, {"lm_source": str(source), "untuned": True}, device, max_new_tokens)
+        return VlmExplainer(model, processor, {"lm_source": str(source), "untuned": True,
+                                               "model": model_cfg.model_dump(mode="json")}, device, max_new_tokens)
     model, tok, info = build_model(model_cfg, Path(base_dir or Path.cwd()), cache_dir, seed)
     return GleamXExplainer(model, tok, {**info, "model_dir": None, "untuned": True}, device, cache_dir, max_new_tokens)

@@ -28,7 +28,7 @@ class GleamXConfig(PretrainedConfig):
 
     def __init__(self, text_config=None, vision_config: dict | None = None, grid: int = 2,
                  global_token: bool = True, projector_hidden: int = 1024, use_cosine: bool = True,
-                 image_token_id: int | None = None, cosine_mean: float = 0.0, cosine_std: float = 1.0, **kwargs):
+                 verdict_first: bool = False, image_token_id: int | None = None, cosine_mean: float = 0.0, cosine_std: float = 1.0, **kwargs):
         if isinstance(text_config, dict):
             text_config = AutoConfig.for_model(**text_config)
         self.text_config = text_config
@@ -36,6 +36,7 @@ class GleamXConfig(PretrainedConfig):
         self.vision_config = dict(vision_config or {})
         self.grid, self.global_token = grid, global_token
         self.projector_hidden, self.use_cosine = projector_hidden, use_cosine
+        self.verdict_first = verdict_first  # answer format: verdict line first (gleam_models.gleamx.prompts)
         # placeholder id: one past the vocabulary, never embedded (its rows are replaced)
         self.image_token_id = image_token_id
         # GLEAM-C cosines of real pairs sit in a narrow band (~0.7-1.0): standardised with the
@@ -148,9 +149,11 @@ class GleamXForConditionalGeneration(PreTrainedModel):
         return text.masked_scatter(mask.unsqueeze(-1), feats)
 
     # ------------------------------------------------------------------ LM
-    def forward(self, input_ids, attention_mask=None, image_tokens=None, cosine=None, labels=None, **kwargs):
+    def forward(self, input_ids, attention_mask=None, image_tokens=None, cosine=None, labels=None,
+                loss_weights=None, **kwargs):
         """With labels: the loss only (logits=None), the LM head applied to the answer positions
-        alone; a 49k-token vocabulary over every prompt position would cost more than the LM body."""
+        alone; a 49k-token vocabulary over every prompt position would cost more than the LM body.
+        `loss_weights` (same shape as labels) turns the mean into a weighted mean over answer tokens."""
         embeds = self.input_embeddings(input_ids, image_tokens, cosine)
         if labels is None:
             return self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
@@ -160,7 +163,11 @@ class GleamXForConditionalGeneration(PreTrainedModel):
         targets = labels[:, 1:]
         keep = targets != -100
         logits = lm.get_output_embeddings()(hidden[:, :-1][keep])
-        return CausalLMOutputWithPast(loss=F.cross_entropy(logits.float(), targets[keep]), logits=None)
+        if loss_weights is None:
+            return CausalLMOutputWithPast(loss=F.cross_entropy(logits.float(), targets[keep]), logits=None)
+        w = loss_weights[:, 1:][keep].float()
+        loss = (F.cross_entropy(logits.float(), targets[keep], reduction="none") * w).sum() / w.sum()
+        return CausalLMOutputWithPast(loss=loss, logits=None)
 
     @torch.no_grad()
     def generate(self, input_ids, attention_mask, image_tokens, cosine=None, **gen_kwargs):

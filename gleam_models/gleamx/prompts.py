@@ -2,6 +2,9 @@
 
 The answer is the explanation followed by one verdict line that `parse_verdict` reads back:
 "Verdict: match" / "Verdict: no match" in English, "结论：匹配" / "结论：不匹配" in Chinese.
+With `verdict_first` the verdict line opens the answer and the explanation follows it: the model
+decides from the images before it writes, so its verdict no longer follows its own (possibly
+wrong) description; the explanation then justifies the decision.
 Image (and similarity) slots are written as markers in the text; the model code swaps each marker
 for its feature tokens, so the prompt works with any tokenizer's chat template.
 """
@@ -37,31 +40,37 @@ def check_language(language: str) -> str:
     return language
 
 
-def instruction(modality: str, language: str, with_cosine: bool) -> str:
+TASK = {("en", False): 'Do both images show the same place? Explain briefly, then end with "Verdict: match" or '
+                       '"Verdict: no match".',
+        ("en", True): 'Do both images show the same place? Start with "Verdict: match" or "Verdict: no match", '
+                      'then explain briefly.',
+        # kept short: SmolLM2 spends ~1.6 tokens per Chinese character
+        ("zh", False): "是否同一地点？简要说明，最后写“结论：匹配”或“结论：不匹配”。",
+        ("zh", True): "是否同一地点？先写“结论：匹配”或“结论：不匹配”，再简要说明。"}
+
+
+def instruction(modality: str, language: str, with_cosine: bool, verdict_first: bool = False) -> str:
     """The user turn: both image slots, the optional similarity slot, and the task."""
     check_language(language)
     name = MODALITY_NAMES[language].get(modality, modality)
+    task = TASK[(language, verdict_first)]
     if language == "en":
         sim = f"GLEAM-C similarity: {COSINE_MARKER}\n" if with_cosine else ""
-        return (f"Image 1 is a {name}: {IMAGE_MARKER}\nImage 2 is a satellite tile: {IMAGE_MARKER}\n{sim}"
-                'Do both images show the same place? Explain briefly, then end with "Verdict: match" or '
-                '"Verdict: no match".')
-    # kept short: SmolLM2 spends ~1.6 tokens per Chinese character
+        return f"Image 1 is a {name}: {IMAGE_MARKER}\nImage 2 is a satellite tile: {IMAGE_MARKER}\n{sim}{task}"
     sim = f"相似度：{COSINE_MARKER}\n" if with_cosine else ""
-    return (f"图1（{name}）：{IMAGE_MARKER}\n图2（卫星影像）：{IMAGE_MARKER}\n{sim}"
-            "是否同一地点？简要说明，最后写“结论：匹配”或“结论：不匹配”。")
+    return f"图1（{name}）：{IMAGE_MARKER}\n图2（卫星影像）：{IMAGE_MARKER}\n{sim}{task}"
 
 
-def chat_messages(modality: str, language: str, with_cosine: bool) -> list[dict[str, str]]:
+def chat_messages(modality: str, language: str, with_cosine: bool, verdict_first: bool = False) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM[language]},
-            {"role": "user", "content": instruction(modality, language, with_cosine)}]
+            {"role": "user", "content": instruction(modality, language, with_cosine, verdict_first)}]
 
 
-def prompt_text(tokenizer, modality: str, language: str, with_cosine: bool) -> str:
+def prompt_text(tokenizer, modality: str, language: str, with_cosine: bool, verdict_first: bool = False) -> str:
     """The rendered chat prompt up to the assistant's turn, markers still in place."""
     if not getattr(tokenizer, "chat_template", None):
         raise ConfigError("the language model's tokenizer has no chat template; use an instruction-tuned model")
-    return tokenizer.apply_chat_template(chat_messages(modality, language, with_cosine),
+    return tokenizer.apply_chat_template(chat_messages(modality, language, with_cosine, verdict_first),
                                          tokenize=False, add_generation_prompt=True)
 
 
@@ -74,8 +83,9 @@ def split_sentences(text: str, language: str) -> list[str]:
 
 
 def build_answer(explanation: str, label: str, language: str, sentences: int | None = None,
-                 label_only: bool = False, fits=None) -> str:
-    """Target answer: the first `sentences` sentences of the explanation + the verdict line.
+                 label_only: bool = False, fits=None, verdict_first: bool = False) -> str:
+    """Target answer: the first `sentences` sentences of the explanation + the verdict line
+    (the verdict line + those sentences with `verdict_first`).
 
     `fits(text) -> bool` (e.g. a token budget) drops further sentences from the end until the
     answer fits; the verdict line is never dropped.
@@ -87,7 +97,10 @@ def build_answer(explanation: str, label: str, language: str, sentences: int | N
     parts = parts[:sentences] if sentences else parts
     joiner = " " if language == "en" else ""
     while True:
-        answer = (joiner.join(parts) + "\n" + verdict) if parts else verdict
+        if not parts:
+            answer = verdict
+        else:
+            answer = f"{verdict}\n{joiner.join(parts)}" if verdict_first else f"{joiner.join(parts)}\n{verdict}"
         if fits is None or fits(answer) or not parts:
             return answer
         parts = parts[:-1]

@@ -25,7 +25,9 @@ from data_assets.io import atomic_directory, read_json, sha256_file, sha256_text
 from gleam_models.gleamx.build import add_lora, build_model, save_trained
 from gleam_models.gleamx.config import GleamXModelConfig, GleamXTrainConfig
 from gleam_models.gleamx.data import (FeatureCache, answer_for, pad_batch, prompt_ids, record_pair,
-                                      stratified_subsample, stratum, train_val_records, training_example)
+                                      stratified_subsample, stratum, train_val_records, training_example,
+                                      verdict_weights)
+from gleam_models.gleamx.prompts import verdict_line
 
 
 def run_fingerprint(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, records_dir: Path) -> str:
@@ -74,11 +76,16 @@ def _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir):
     tokens, cosine = FeatureCache(model, info["vision_fingerprint"], cache_dir).pair_features(
         [record_pair(r, base_dir) for r in subset])
     cfg = model.config
+    answers = [answer_for(r, tok, train_cfg.answer_sentences, train_cfg.label_only, train_cfg.max_answer_tokens,
+                          cfg.verdict_first) for r in subset]
     examples = [training_example(tok, prompt_ids(tok, r.modality, r.language, cfg.use_cosine, cfg.tokens_per_image,
-                                                 cfg.image_token_id),
-                                 answer_for(r, tok, train_cfg.answer_sentences, train_cfg.label_only,
-                                            train_cfg.max_answer_tokens))
-                for r in subset]
+                                                 cfg.image_token_id, cfg.verdict_first), a)
+                for r, a in zip(subset, answers)]
+    weights = None
+    if train_cfg.verdict_loss_weight != 1.0:
+        weights = [[0.0] * (len(ids) - len(w)) + w for (ids, _), w in
+                   ((e, verdict_weights(tok, a, verdict_line(r.label, r.language), train_cfg.verdict_loss_weight))
+                    for e, a, r in zip(examples, answers, subset))]
     if len(cosine) > 1:
         model.config.cosine_mean, model.config.cosine_std = float(cosine.mean()), float(cosine.std())
     add_lora(model, model_cfg.lora, train_cfg.seed)
@@ -86,8 +93,13 @@ def _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir):
     def batch(idx: list[int]) -> dict:
         ids, mask, labels = pad_batch([examples[i][0] for i in idx], tok.pad_token_id, left=False,
                                       labels=[examples[i][1] for i in idx])
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels, "image_tokens": tokens[idx],
-                "cosine": cosine[idx]}
+        out = {"input_ids": ids, "attention_mask": mask, "labels": labels, "image_tokens": tokens[idx],
+               "cosine": cosine[idx]}
+        if weights is not None:
+            out["loss_weights"] = torch.zeros(ids.shape)
+            for j, i in enumerate(idx):
+                out["loss_weights"][j, : len(weights[i])] = torch.tensor(weights[i])
+        return out
 
     return model, batch, info
 
@@ -103,7 +115,8 @@ def _prepare_vlm(model_cfg, train_cfg, subset, base_dir):
     for r in subset:
         prompt, full = prompt_and_full(processor, r.modality, r.language,
                                        answer_for(r, tok, train_cfg.answer_sentences, train_cfg.label_only,
-                                                  train_cfg.max_answer_tokens))
+                                                  train_cfg.max_answer_tokens, model_cfg.verdict_first),
+                                       model_cfg.verdict_first)
         pair = record_pair(r, base_dir)
         rows.append((prompt, full, pair.query_path, pair.satellite_path))
     model = add_vlm_lora(model, model_cfg.lora, train_cfg.seed)
@@ -157,8 +170,9 @@ def load_checkpoint(path: Path, params, optimizer) -> dict:
 # ----------------------------------------------------------------------------- training
 
 def train_gleamx(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, records_dir: Path, base_dir: Path,
-                 out_dir: Path, cache_dir: Path | None, device: str | None = None) -> dict:
-    """Train (or resume, or return the finished run's summary) and write out_dir; returns summary."""
+                 out_dir: Path, cache_dir: Path | None, device: str | None = None, on_progress=None) -> dict:
+    """Train (or resume, or return the finished run's summary) and write out_dir; returns summary.
+    on_progress(step, total_steps, row), if given, is called with every metrics.jsonl row."""
     from tqdm.auto import tqdm
 
     out_dir, start_clock = Path(out_dir), time.perf_counter()
@@ -173,7 +187,7 @@ def train_gleamx(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, rec
     params = trainable(model)
     optimizer = torch.optim.AdamW(params.values(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     ckpt_root = out_dir / "checkpoints"
-    step, rows = 0, []
+    step, rows, rates = 0, [], []  # rates (tokens/s): this session's, returned, never written
     resume = latest_checkpoint(ckpt_root, fingerprint)
     if resume is not None:
         step = load_checkpoint(resume, params, optimizer)["step"]
@@ -206,13 +220,18 @@ def train_gleamx(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, rec
         bar.update(1)
         bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tps:.0f}")
         if step % train_cfg.log_every_steps == 0 or step == train_cfg.steps:
-            rows.append({"step": step, "loss": round(loss_sum, 5), "lr": lr_at(step - 1, train_cfg),
-                         "tokens_per_s": round(tps, 1)})
+            rows.append({"step": step, "loss": round(loss_sum, 5), "lr": lr_at(step - 1, train_cfg)})
+            rates.append(round(tps, 1))
             write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+            if on_progress is not None:
+                on_progress(step, train_cfg.steps, {**rows[-1], "tokens_per_s": rates[-1]})
         if train_cfg.checkpoint_every_steps and step % train_cfg.checkpoint_every_steps == 0 and step < train_cfg.steps:
             save_checkpoint(ckpt_root, step, params, optimizer, {"fingerprint": fingerprint}, train_cfg.keep_checkpoints)
     bar.close()
-    summary = _summary(train_cfg, fingerprint, info, data, rows, time.perf_counter() - start_clock, resume)
+    summary = _summary(train_cfg, fingerprint, info, data, rows)
+    session = {"tokens_per_s_mean": round(sum(rates) / len(rates), 1) if rates else None,
+               "seconds_this_session": round(time.perf_counter() - start_clock, 1),
+               "resumed_from": None if resume is None else resume.name}
     extra = {"label_only": train_cfg.label_only, "fingerprint": fingerprint}
     if model_cfg.kind == "vlm":
         from gleam_models.gleamx.vlm import save_vlm_trained
@@ -221,18 +240,16 @@ def train_gleamx(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, rec
         save_trained(model, out_dir, model_cfg, info, extra)
     write_json(out_dir / "train_params.json", {"gleamx_model": model_cfg.model_dump(mode="json"),
                                                "gleamx_train": train_cfg.model_dump(mode="json")})
-    write_json(out_dir / "summary.json", summary)
-    return summary
+    write_json(out_dir / "summary.json", summary)  # a DVC output: no clock, the same for a resumed run
+    return {**summary, **session}
 
 
-def _summary(cfg, fingerprint, info, data, rows, seconds, resume) -> dict:
+def _summary(cfg, fingerprint, info, data, rows) -> dict:
     tail = [r["loss"] for r in rows[-5:]]
     return {"fingerprint": fingerprint, "steps": cfg.steps, "label_only": cfg.label_only,
             "train_examples": data["n"], "train_records_available": data["train_records"],
             "strata": data["strata"], "val_source": data["val_source"],
             "final_loss": rows[-1]["loss"] if rows else None, "loss_last5_mean": sum(tail) / len(tail) if tail else None,
-            "tokens_per_s_mean": round(sum(r["tokens_per_s"] for r in rows) / max(1, len(rows)), 1),
-            "seconds_this_session": round(seconds, 1), "resumed_from": None if resume is None else resume.name,
             "vision_fingerprint": info["vision_fingerprint"], "lm_fingerprint": info["lm_fingerprint"],
             "lm_source": info["lm_source"], "vision_checkpoint": info["vision_checkpoint"]}
 

@@ -21,9 +21,9 @@ VLM_ADAPTER_FORMAT, VLM_MERGED_FORMAT = "gleamx-vlm-adapter/1", "gleamx-vlm-merg
 CONNECTORS = ("multi_modal_projector", "connector", "merger", "mm_projector")  # names across VLM families
 
 
-def vlm_messages(modality: str, language: str, answer: str | None = None) -> list[dict]:
+def vlm_messages(modality: str, language: str, answer: str | None = None, verdict_first: bool = False) -> list[dict]:
     """Processor-style messages: the instruction's two image markers become image entries."""
-    text = instruction(modality, language, with_cosine=False)
+    text = instruction(modality, language, with_cosine=False, verdict_first=verdict_first)
     content: list[dict] = []
     for i, part in enumerate(text.split(IMAGE_MARKER)):
         if i:
@@ -66,9 +66,11 @@ def add_vlm_lora(model, lora, seed: int):
     return get_peft_model(model, cfg)
 
 
-def prompt_and_full(processor, modality: str, language: str, answer: str) -> tuple[str, str]:
-    prompt = processor.apply_chat_template(vlm_messages(modality, language), add_generation_prompt=True, tokenize=False)
-    full = processor.apply_chat_template(vlm_messages(modality, language, answer), tokenize=False)
+def prompt_and_full(processor, modality: str, language: str, answer: str,
+                    verdict_first: bool = False) -> tuple[str, str]:
+    prompt = processor.apply_chat_template(vlm_messages(modality, language, verdict_first=verdict_first),
+                                           add_generation_prompt=True, tokenize=False)
+    full = processor.apply_chat_template(vlm_messages(modality, language, answer, verdict_first), tokenize=False)
     if not full.startswith(prompt):  # templates that rewrite earlier turns: fall back to prompt + answer
         full = prompt + answer + (processor.tokenizer.eos_token or "")
     return prompt, full
@@ -127,12 +129,14 @@ def merge_vlm(model_dir: Path, out_dir: Path) -> Path:
 
 
 @torch.no_grad()
-def vlm_generate(model, processor, items, max_new_tokens: int) -> tuple[list[list[int]], float]:
+def vlm_generate(model, processor, items, max_new_tokens: int,
+                 verdict_first: bool = False) -> tuple[list[list[int]], float]:
     """Greedy, batched with left padding, KV cache; returns the new token ids per item and seconds."""
     import time
 
     processor.tokenizer.padding_side = "left"
-    prompts = [processor.apply_chat_template(vlm_messages(i.modality, i.language), add_generation_prompt=True,
+    prompts = [processor.apply_chat_template(vlm_messages(i.modality, i.language, verdict_first=verdict_first),
+                                             add_generation_prompt=True,
                                              tokenize=False) for i in items]
     images = [[load_image(Path(i.query_path)), load_image(Path(i.satellite_path))] for i in items]
     enc = processor(text=prompts, images=images, padding=True, return_tensors="pt").to(model.device)

@@ -5,30 +5,35 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext,
 from orchestration import stages
 from orchestration.metadata import to_metadata
 from orchestration.resources import GleamConfigResource
+from orchestration.versions import code_version, data_version
 
 GROUP = "data"
 
 
-@asset(group_name=GROUP, description="Embedded default dataset built from registry-shipped SpaceNet and NEON imagery.")
+@asset(group_name=GROUP, code_version=code_version("embedded_dataset"),
+       description="Embedded default dataset built from registry-shipped SpaceNet and NEON imagery.")
 def embedded_dataset(context: AssetExecutionContext, gleam: GleamConfigResource) -> MaterializeResult:
-    result = stages.embedded_dataset(gleam.project())
-    return MaterializeResult(metadata=to_metadata(result))
+    project = gleam.project()
+    result = stages.embedded_dataset(project)
+    return MaterializeResult(metadata=to_metadata(result), data_version=data_version("embedded_dataset", project))
 
 
-@asset(group_name=GROUP, deps=[embedded_dataset],
+@asset(group_name=GROUP, deps=[embedded_dataset], code_version=code_version("ingested_manifest"),
        description="Every configured dataset read into one Parquet manifest of (query, satellite) pairs.")
 def ingested_manifest(context: AssetExecutionContext, gleam: GleamConfigResource) -> MaterializeResult:
-    result = stages.ingested_manifest(gleam.project())
-    return MaterializeResult(metadata=to_metadata(result))
+    project = gleam.project()
+    result = stages.ingested_manifest(project)
+    return MaterializeResult(metadata=to_metadata(result), data_version=data_version("ingested_manifest", project))
 
 
-@asset(group_name=GROUP, deps=[ingested_manifest],
+@asset(group_name=GROUP, deps=[ingested_manifest], code_version=code_version("validated_manifest"),
        description="The manifest after the Great Expectations suite; bad rows quarantined with reasons.")
 def validated_manifest(context: AssetExecutionContext, gleam: GleamConfigResource) -> MaterializeResult:
-    result = stages.validated_manifest(gleam.project())
+    project = gleam.project()
+    result = stages.validated_manifest(project)
     if not result.passed:
         context.log.warning("validation failed its threshold; the blocking check will stop downstream assets")
-    return MaterializeResult(metadata=to_metadata(result))
+    return MaterializeResult(metadata=to_metadata(result), data_version=data_version("validated_manifest", project))
 
 
 @asset_check(asset=validated_manifest, blocking=True, name="gx_suite",

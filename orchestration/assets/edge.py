@@ -7,25 +7,26 @@ from orchestration.assets.data import validated_manifest
 from orchestration.assets.gleamc import gleamc_phase2
 from orchestration.assets.pipes import run_cli_stage
 from orchestration.resources import GleamConfigResource
+from orchestration.versions import code_version
 
 GROUP = "edge"
 
 
-@asset(group_name=GROUP, deps=[gleamc_phase2],
+@asset(group_name=GROUP, deps=[gleamc_phase2], code_version=code_version("gallery"),
        description="Satellite gallery of the embedded area: tiles by ground size, their lat/lon, embeddings, FAISS index.")
 def gallery(context: AssetExecutionContext, gleam: GleamConfigResource,
             pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
     return run_cli_stage(context, gleam, pipes_subprocess_client, "gallery")
 
 
-@asset(group_name=GROUP, deps=[gallery, validated_manifest],
+@asset(group_name=GROUP, deps=[gallery, validated_manifest], code_version=code_version("localization"),
        description="Localisation error in metres of the embedded test frames against the gallery.")
 def localization(context: AssetExecutionContext, gleam: GleamConfigResource,
                  pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
     return run_cli_stage(context, gleam, pipes_subprocess_client, "localization")
 
 
-@asset(group_name=GROUP, deps=[gleamc_phase2, validated_manifest],
+@asset(group_name=GROUP, deps=[gleamc_phase2, validated_manifest], code_version=code_version("onnx_export"),
        description="ONNX fp32 / fp16 / INT8 encoders with torch parity and retrieval parity; TensorRT where it imports.")
 def onnx_export(context: AssetExecutionContext, gleam: GleamConfigResource,
                 pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
@@ -46,7 +47,7 @@ def onnx_parity(gleam: GleamConfigResource) -> AssetCheckResult:
                                       "failures": report["failures"] or ["none"]})
 
 
-@asset(group_name=GROUP, deps=[onnx_export, gallery],
+@asset(group_name=GROUP, deps=[onnx_export, gallery], code_version=code_version("jetson_bundle"),
        description="Jetson bundle: ONNX models, calibration, gallery, build_engine.sh, standalone runner, manifest.")
 def jetson_bundle(context: AssetExecutionContext, gleam: GleamConfigResource,
                   pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:

@@ -6,25 +6,26 @@ from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext
 from orchestration.assets.data import validated_manifest
 from orchestration.assets.pipes import run_cli_stage
 from orchestration.resources import GleamConfigResource
+from orchestration.versions import code_version
 
 GROUP = "gleamc"
 
 
-@asset(group_name=GROUP, deps=[validated_manifest],
+@asset(group_name=GROUP, deps=[validated_manifest], code_version=code_version("gleamc_phase1"),
        description="GLEAM-C phase 1: one shared encoder aligned to satellite with balanced random batches.")
 def gleamc_phase1(context: AssetExecutionContext, gleam: GleamConfigResource,
                   pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
     return run_cli_stage(context, gleam, pipes_subprocess_client, "gleamc-phase1")
 
 
-@asset(group_name=GROUP, deps=[gleamc_phase1],
+@asset(group_name=GROUP, deps=[gleamc_phase1], code_version=code_version("gleamc_phase2"),
        description="GLEAM-C phase 2: from phase 1, similarity-sampled hard negatives at a lower lr.")
 def gleamc_phase2(context: AssetExecutionContext, gleam: GleamConfigResource,
                   pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
     return run_cli_stage(context, gleam, pipes_subprocess_client, "gleamc-phase2")
 
 
-@asset(group_name=GROUP, deps=[gleamc_phase1, gleamc_phase2],
+@asset(group_name=GROUP, deps=[gleamc_phase1, gleamc_phase2], code_version=code_version("gleamc_evaluation"),
        description="Retrieval metrics (R@K, R@1%, AP, hit rate) of frozen ImageNet, phase 1 and phase 2.")
 def gleamc_evaluation(context: AssetExecutionContext, gleam: GleamConfigResource,
                       pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:

@@ -15,6 +15,7 @@ from orchestration.assets.data import validated_manifest
 from orchestration.config import load_project
 from orchestration.metadata import to_metadata
 from orchestration.resources import GleamConfigResource
+from orchestration.versions import code_version, data_version
 
 GROUP = "gleamx"
 PROJECT_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
@@ -29,16 +30,19 @@ GLEAMX_PARTITIONS = MultiPartitionsDefinition({
 
 
 @asset(group_name=GROUP, deps=[validated_manifest], partitions_def=GLEAMX_PARTITIONS,
+       code_version=code_version("gleamx_records"),
        retry_policy=RetryPolicy(max_retries=3, delay=10, backoff=Backoff.EXPONENTIAL),
        description="Teacher answers for one (modality, shard) slice of the GLEAM-X pairs.")
 def gleamx_records(context: AssetExecutionContext, gleam: GleamConfigResource) -> MaterializeResult:
     keys = context.partition_key.keys_by_dimension
-    result = stages.gleamx_dataset(gleam.project(), modality=keys["modality"], shard=int(keys["shard"]))
-    return MaterializeResult(metadata=to_metadata(result))
+    project = gleam.project()
+    result = stages.gleamx_dataset(project, modality=keys["modality"], shard=int(keys["shard"]))
+    return MaterializeResult(metadata=to_metadata(result), data_version=data_version("gleamx_records", project, keys))
 
 
-@asset(group_name=GROUP, deps=[gleamx_records],
+@asset(group_name=GROUP, deps=[gleamx_records], code_version=code_version("gleamx_dataset"),
        description="GLEAM-X match-and-explain records (train/val/test JSONL), rejects and report.")
 def gleamx_dataset(context: AssetExecutionContext, gleam: GleamConfigResource) -> MaterializeResult:
-    result = stages.gleamx_merge(gleam.project())
-    return MaterializeResult(metadata=to_metadata(result))
+    project = gleam.project()
+    result = stages.gleamx_merge(project)
+    return MaterializeResult(metadata=to_metadata(result), data_version=data_version("gleamx_dataset", project))

@@ -1,0 +1,91 @@
+"""GLEAM-X answer-format study on the VALIDATION split: where the verdict goes and how much it weighs.
+
+    python benchmarks/gleamx_format_study.py --project . --seeds 0 1 [--variants last_w1 first_w1 first_w5 label_only]
+
+Needs a project that has run the pipeline up to gleamx_dataset and gleamc_phase2 (data/gleamx/,
+models/gleamc_phase2/). Each variant is fine-tuned with the project's params.yaml plus the variant's
+overrides, for each seed (the seed also draws the training subsample), into
+reports/benchmarks/gleamx_format/<variant>-s<seed>/, then evaluated on the same 96 val pairs
+(stratified like the test subset). Prints a table (mean and spread over seeds) and writes
+reports/benchmarks/gleamx_format_study.json. Test pairs are never read.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import yaml
+
+VARIANTS = {  # name: (gleamx_model overrides, gleamx_train overrides)
+    "last_w1": ({"verdict_first": False}, {"verdict_loss_weight": 1.0}),
+    "last_w5": ({"verdict_first": False}, {"verdict_loss_weight": 5.0}),
+    "first_w1": ({"verdict_first": True}, {"verdict_loss_weight": 1.0}),
+    "first_w5": ({"verdict_first": True}, {"verdict_loss_weight": 5.0}),
+    "label_only": ({"verdict_first": True}, {"verdict_loss_weight": 5.0, "label_only": True}),
+}
+KEYS = ("accuracy", "unparseable", "predicted_match_share", "sbert", "fact_correct", "hallucination")
+
+
+def run_variant(root: Path, params: dict, name: str, seed: int, pairs: int) -> dict:
+    from data_assets.gleamx.schema import read_records
+    from gleam_models.gleamx import evaluate
+    from gleam_models.gleamx.config import GleamXModelConfig, GleamXTrainConfig
+    from gleam_models.gleamx.fact_check import truths_from_manifest
+    from gleam_models.gleamx.generate import load_explainer
+    from gleam_models.gleamx.text_metrics import load_sbert
+    from gleam_models.gleamx.train import train_gleamx
+
+    model_over, train_over = VARIANTS[name]
+    mcfg = GleamXModelConfig(**{**params["gleamx_model"], **model_over})
+    tcfg = GleamXTrainConfig(**{**params["gleamx_train"], **train_over, "seed": seed, "progress": False})
+    out = root / "reports" / "benchmarks" / "gleamx_format" / f"{name}-s{seed}"
+    t0 = time.perf_counter()
+    train_gleamx(mcfg, tcfg, root / "data" / "gleamx", root, out, root / ".cache")
+    train_s = time.perf_counter() - t0
+    records = evaluate.stratified_subset(read_records(root / "data" / "gleamx" / "val.jsonl"), pairs, 0)
+    explainer = load_explainer(out, cache_dir=root / ".cache", base_dir=root, max_new_tokens=tcfg.max_new_tokens)
+    run = evaluate.run_explainer(name, explainer, records, root, "study", tcfg.gen_batch_size,
+                                 explains=not tcfg.label_only)
+    sbert = None if tcfg.label_only else load_sbert(params["gleamx_eval"]["sbert_model"])
+    head, _ = evaluate.evaluate_system(records, run, truths_from_manifest(root / "data" / "validated" / "manifest.parquet"),
+                                       sbert)
+    return {**{k: head.get(k) for k in KEYS}, "train_s": round(train_s, 1), **run.timing}
+
+
+def summarise(rows: list[dict]) -> dict:
+    out = {}
+    for k in KEYS:
+        values = [r[k] for r in rows if r.get(k) is not None]
+        if values:
+            out[k] = {"mean": statistics.mean(values), "spread": (max(values) - min(values)) / 2, "values": values}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--project", type=Path, default=Path.cwd())
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--variants", nargs="+", default=["last_w1", "first_w1", "first_w5", "label_only"],
+                    choices=sorted(VARIANTS))
+    ap.add_argument("--pairs", type=int, default=96)
+    args = ap.parse_args()
+    root = args.project.resolve()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    results = {v: {f"seed{s}": run_variant(root, params, v, s, args.pairs) for s in args.seeds} for v in args.variants}
+    table = {v: summarise(list(r.values())) for v, r in results.items()}
+    print(f"{'variant':<12} " + " ".join(f"{k:>22}" for k in KEYS))
+    for v, m in table.items():
+        cells = [f"{100 * m[k]['mean']:.1f} +- {100 * m[k]['spread']:.1f}" if k in m else "-" for k in KEYS]
+        print(f"{v:<12} " + " ".join(f"{c:>22}" for c in cells))
+    out = root / "reports" / "benchmarks" / "gleamx_format_study.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"split": "val", "pairs": args.pairs, "seeds": args.seeds, "runs": results,
+                               "summary": table}, indent=1))
+    print(out)
+
+
+if __name__ == "__main__":
+    main()

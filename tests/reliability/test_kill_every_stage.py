@@ -1,0 +1,261 @@
+"""Kill -9 at random points of every stage, then re-run: the result equals an uninterrupted run's.
+
+One tiny project goes through the pipeline in order. For each stage: an uninterrupted run gives
+the reference outputs; its outputs and every cache are then removed, `gleam <stage>` starts as a
+subprocess and its whole process group is SIGKILLed at a seeded random point of its work (timed
+from the moment it holds its output lock, within the reference's duration); after the kill every
+declared output is either absent or complete (equal to the reference); the next run exits 0, leaves
+no `.tmp` anywhere in the project and writes the reference's outputs again. Files that record when
+or how fast they were made are compared with those fields masked (TIME_KEYS, TIMESTAMP).
+
+GLEAM-C training, GLEAM-X generation and GLEAM-X fine-tuning have their own kill tests
+(tests/test_gleamc_train.py, tests/test_gleamx_openai.py, tests/test_gleamx_model.py).
+GLEAM_KILL_POINTS=N kills each stage N times in a row (each killed run starting on the leftovers
+of the one before) before the final run; the default of 1 keeps the module near a minute.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline_support import PROJECT_ROOT, VENV_BIN
+
+pytestmark = pytest.mark.slow
+
+SEED = 10
+KILL_POINTS = int(os.environ.get("GLEAM_KILL_POINTS", "1"))
+SIZE_32 = {"satellite": [32, 32], "uav": [32, 32], "street_map": [32, 32], "panorama": [32, 64], "ground": [32, 32]}
+# Fields that record when or how fast a file was made (an uninterrupted run differs there too).
+# cpu_default: the faster CPU variant, chosen from those timings.
+TIME_KEYS = {"run_name", "run_time", "created_at", "p50_ms", "p95_ms", "images_per_s", "seconds", "cpu_default"}
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?( UTC|Z|[+-]\d{2}:\d{2})?"
+                       r"|\d{8}T\d{6}(\.\d+)?Z|(?<='_run_time_sort': )\d+\.\d+"  # GX Data Docs' sort key
+                       r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # GX's random HTML ids
+
+
+@dataclass(frozen=True)
+class Case:
+    stage: str
+    outputs: tuple[str, ...]  # declared outputs, relative to the project root; the first is locked
+    catchable_write: bool = True  # False: its writes last too little to poll for (kill at a random time)
+
+
+CASES = [  # pipeline order: each stage runs on the outputs of the ones before
+    Case("embedded_dataset", ("data/embedded",)),
+    Case("ingested_manifest", ("data/ingested",), catchable_write=False),  # 0.1 s of work
+    Case("validated_manifest", ("data/validated",)),
+    Case("gleamc_evaluation", ("reports/gleamc", "metrics/gleamc.json")),
+    Case("gallery", ("models/gallery",)),
+    Case("localization", ("reports/localize", "metrics/localize.json")),
+    Case("onnx_export", ("models/onnx", "metrics/export.json")),
+    Case("jetson_bundle", ("models/jetson_bundle", "models/jetson_bundle.tar.gz")),
+]
+
+
+def tiny_params(root: Path, backbone_weights: Path) -> Path:
+    """params.yaml with a smaller embedded dataset, a tiny encoder at 32 px and small export settings."""
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["embedded"].update(tile_px=128, uav_px=128, panorama_px=[64, 256], ground_px=96, uav_views=1,
+                              ground_views=1, spacenet_stride_m=36.0, neon_stride_m=32.0)
+    params["model"].update(backbone="test_efficientnet", weights=str(backbone_weights), input_size=SIZE_32,
+                           channels_last=False)
+    params["evaluate"].update(figure_rows=2)
+    params["gallery"].update(embedded_stride_fraction=1.0, localize_modalities=["uav", "street_map"])
+    params["export"].update(profiles=["satellite", "uav"], calibration_images=8, parity_images=8, max_batch=4)
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def tiny_models(root: Path) -> Path:
+    """Fixed backbone weights (the 'ImageNet' init, so the frozen run is deterministic) and two
+    GLEAM-C checkpoints near it standing in for phase 1 and phase 2."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from gleam_models.checkpoint import save_model
+    from gleam_models.config import EncoderConfig
+    from gleam_models.encoder import create_encoder
+
+    torch.manual_seed(0)
+    weights = root / "backbone.safetensors"
+    save_file(timm.create_model("test_efficientnet", num_classes=0).state_dict(), str(weights))
+    cfg = EncoderConfig(backbone="test_efficientnet", weights=str(weights), input_size=SIZE_32, channels_last=False)
+    for seed, phase in enumerate(["phase1", "phase2"], start=1):
+        encoder = create_encoder(cfg)
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in encoder.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=gen))
+        (root / "models" / f"gleamc_{phase}").mkdir(parents=True, exist_ok=True)
+        save_model(root / "models" / f"gleamc_{phase}" / "model.safetensors", encoder, None)
+    return weights
+
+
+# ------------------------------------------------------------------------------------- comparing
+
+def _mask(value):
+    if isinstance(value, dict):
+        return {k: "<time>" if k in TIME_KEYS else _mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    return TIMESTAMP.sub("<time>", value) if isinstance(value, str) else value
+
+
+def _content(name: str, data: bytes):
+    """What must not change between two runs: the bytes, or the text with times masked."""
+    if name.endswith(".tar.gz"):
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            return {m.name: _content(m.name, tar.extractfile(m).read()) if m.isfile() else m.type
+                    for m in tar.getmembers()}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    if name.endswith(".json"):
+        return _mask(json.loads(text))
+    return TIMESTAMP.sub("<time>", text)
+
+
+def _diff(mine, theirs) -> str:
+    import difflib
+
+    def lines(v):
+        return (v if isinstance(v, str) else json.dumps(v, indent=1, sort_keys=True, default=repr)).splitlines()
+    return "\n".join(list(difflib.unified_diff(lines(theirs), lines(mine), "uninterrupted", "re-run", lineterm=""))[:40])
+
+
+def _is_bookkeeping(rel: Path) -> bool:
+    return rel.name.endswith((".lock", ".lock.holder"))
+
+
+def snapshot(root: Path, case: Case) -> dict[str, object]:
+    """{relative path: content} of a stage's declared outputs (time-stamped names masked)."""
+    files = {}
+    for out in case.outputs:
+        path = root / out
+        for f in ([path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())):
+            rel = f.relative_to(root)
+            if not _is_bookkeeping(rel):
+                files[TIMESTAMP.sub("<time>", str(rel))] = _content(f.name, f.read_bytes())
+    return files
+
+
+def temporaries(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.name.endswith(".tmp") or p.name.endswith(".old"))
+
+
+# ------------------------------------------------------------------------------------- running
+
+def _env(root: Path) -> dict[str, str]:
+    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "DAGSTER_HOME": str(root / ".dagster")}
+
+
+def _command(case: Case) -> list[str]:
+    return [str(VENV_BIN / "gleam"), case.stage.replace("_", "-")]
+
+
+def killed_run(root: Path, case: Case, delay_s: float, mid_write: bool) -> float:
+    """Start the stage, SIGKILL its process group `delay_s` after it holds its output lock (or, with
+    mid_write, after its first temporary file appears); the seconds it had been working when killed."""
+    out = root / case.outputs[0]
+    holder = out.parent / f".{out.name}.lock.holder"
+    holder.unlink(missing_ok=True)  # a killed run leaves its holder note behind
+    log = open(root / f"killed-{case.stage}.log", "w")
+    proc = subprocess.Popen(_command(case), cwd=root, env=_env(root), stdout=log, stderr=log, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not holder.exists():
+            assert proc.poll() is None, f"{case.stage} exited ({proc.returncode}) before it started writing"
+            assert time.monotonic() < deadline, f"{case.stage} never took its output lock"
+            time.sleep(0.01)
+        started, before = time.monotonic(), set(temporaries(root))
+        while mid_write and not set(temporaries(root)) - before:
+            assert proc.poll() is None, f"{case.stage} finished before it wrote a temporary"
+            time.sleep(0.005)
+        time.sleep(delay_s)
+        finished = proc.poll()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+    assert finished is None and proc.returncode == -signal.SIGKILL, \
+        f"{case.stage} finished before the kill at {delay_s:.2f} s"
+    return time.monotonic() - started
+
+
+def torn_outputs(root: Path, case: Case, reference: dict[str, object]) -> list[str]:
+    """Each declared output must be absent or exactly the reference, never a part of it: the ones that are not."""
+    torn = []
+    after = snapshot(root, case)
+    for out in case.outputs:
+        mine = {k: v for k, v in after.items() if k == out or k.startswith(out + "/")}
+        theirs = {k: v for k, v in reference.items() if k == out or k.startswith(out + "/")}
+        if not mine:
+            continue
+        if sorted(mine) != sorted(theirs):
+            torn.append(f"{out} lacks {sorted(set(theirs) - set(mine))[:3]}")
+        torn += [f"{k} differs from a complete run's" for k in mine if k in theirs and mine[k] != theirs[k]]
+    return torn
+
+
+# ------------------------------------------------------------------------------------- the test
+
+@pytest.fixture(scope="module")
+def project_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("kill-every-stage")
+    tiny_params(root, tiny_models(root))
+    return root
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.stage)
+def test_a_stage_killed_anywhere_reruns_to_the_uninterrupted_result(project_dir, case):
+    from orchestration import stages
+    from orchestration.config import load_project
+
+    root = project_dir
+    began = time.monotonic()
+    stages.require_passed(stages.STAGES[case.stage](load_project(root / "params.yaml")))
+    reference_s = time.monotonic() - began
+    reference = snapshot(root, case)
+    assert reference, f"{case.stage} wrote none of {case.outputs}"
+
+    for out in case.outputs:  # a fresh start: no output, no cache
+        shutil.rmtree(root / out) if (root / out).is_dir() else (root / out).unlink()
+    shutil.rmtree(root / ".cache", ignore_errors=True)
+
+    rng = random.Random(f"{SEED}:{case.stage}")
+    torn = []  # checked after the re-run, so the next stage still gets its inputs
+    for point in range(KILL_POINTS):  # mid-write first, then anywhere in its work
+        mid_write = point % 2 == 0 and case.catchable_write
+        delay_s = rng.uniform(0.0, 0.05) if mid_write else rng.uniform(0.05, 0.9) * reference_s
+        worked = killed_run(root, case, delay_s, mid_write)
+        print(f"{case.stage}: killed {worked:.2f} s into its work (reference {reference_s:.2f} s), "
+              f"{len(temporaries(root))} temporaries left")
+        torn += torn_outputs(root, case, reference)
+
+    rerun = subprocess.run(_command(case), cwd=root, env=_env(root), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert temporaries(root) == [], "left behind by the killed run and never cleaned"
+    again = snapshot(root, case)
+    assert sorted(again) == sorted(reference)
+    differ = [k for k in again if again[k] != reference[k]]
+    assert torn == [], f"{case.stage}: a killed run left a part of its outputs: {torn}"
+    assert differ == [], f"the re-run differs from an uninterrupted run in {differ}:\n{_diff(again[differ[0]], reference[differ[0]])}"
