@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from data_assets.io import sha256_file, write_text
+from data_assets.io import clean_stale_temporaries, sha256_file, write_text
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -37,6 +37,10 @@ class HashCache:
 
     @classmethod
     def load(cls, path: Path | None) -> "HashCache":
+        """The cache at `path`; a killed save's temporary beside it is dropped (the ingest stage holds
+        its output lock, so no other writer of this project's cache is running)."""
+        if path is not None:
+            clean_stale_temporaries(path)
         if path is None or not path.is_file():
             return cls(path)
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 from data_assets.errors import DataError
-from data_assets.io import LOADER_VERSION, load_image, open_image, read_json, write_json
+from data_assets.io import LOADER_VERSION, clean_stale_temporaries, load_image, open_image, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ class ImageCheckCache:
         self.path = None if cache_dir is None else Path(cache_dir) / CACHE_FILE
         self.entries: dict[str, list] = {}
         self.unsaved = 0
+        if self.path is not None:  # a killed save's temporary (the stage's output lock is held)
+            clean_stale_temporaries(self.path)
         if self.path is not None and self.path.is_file():
             try:
                 doc = read_json(self.path)
