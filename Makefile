@@ -18,6 +18,9 @@ setup:             ## create .venv (project) and .venv-dvc (DVC), install regist
 
 run: setup         ## the main job on the embedded default, through Dagster
 	gleam pipeline
+	@# record the outputs in DVC's cache (~5 s): `dvc repro` then skips, and dvc.lock changes only
+	@# where an output differs from the committed run's bytes
+	dvc commit -f -q
 
 test: setup        ## the test suite (first installs Debian's Chromium for the browser test, as root)
 	@bash scripts/install_browser.sh || [ "$${CI:-}" != true ]
