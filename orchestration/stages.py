@@ -31,10 +31,12 @@ def embedded_dataset(project: Project) -> StageResult:
 @stage(lambda p: [p.ingested_dir])
 def ingested_manifest(project: Project) -> StageResult:
     from data_assets.ingest import ingest
+    from data_assets.io import atomic_directory
 
     out = project.ingested_manifest
-    summary = ingest(project.cfg.ingest, out, base_dir=project.root, cache_dir=project.cache_dir)
-    project.save_resolved(out.parent, sections=["ingest"])
+    with atomic_directory(out.parent) as staging:  # manifest + resolved config land together or not at all
+        summary = ingest(project.cfg.ingest, staging / out.name, base_dir=project.root, cache_dir=project.cache_dir)
+        project.save_resolved(staging, sections=["ingest"])
     return StageResult("ingested_manifest", {"manifest": out}, summary)
 
 
@@ -164,6 +166,7 @@ def gleamc_evaluation(project: Project) -> StageResult:
     """Retrieval metrics of the frozen ImageNet encoder, phase 1 and phase 2 on the test split."""
     from gleam_models.embed import make_embed_fn
     from gleam_models.encoder import load_encoder
+    from data_assets.io import atomic_directory
     from gleam_models.evaluate import Run, evaluate_runs, headline, metrics_table, run_fingerprint
 
     checkpoints = {"imagenet_frozen": None,
@@ -176,9 +179,10 @@ def gleamc_evaluation(project: Project) -> StageResult:
     runs = {name: Run(make_embed_fn(load_encoder(project.cfg.model, ckpt), project.cfg.model, cache),
                       run_fingerprint(ckpt, project.cfg.model.backbone))
             for name, ckpt in checkpoints.items()}
-    metrics = evaluate_runs(project.validated_manifest, project.root, runs, project.cfg.evaluate,
-                            project.gleamc_metrics, project.gleamc_figures_dir)
-    project.save_resolved(project.gleamc_figures_dir, sections=["model", "evaluate"])
+    with atomic_directory(project.gleamc_figures_dir) as staging:  # every picture of this run, or the old set
+        metrics = evaluate_runs(project.validated_manifest, project.root, runs, project.cfg.evaluate,
+                                project.gleamc_metrics, staging)
+        project.save_resolved(staging, sections=["model", "evaluate"])
     # Dagster shows the final model's pictures; every run's are on disk under reports/gleamc/.
     figures = {f"phase2_{p.stem}": p for p in sorted((project.gleamc_figures_dir / "phase2").glob("*.png"))}
     summary = {"table": metrics_table(metrics), **headline(metrics)}
