@@ -59,6 +59,17 @@ def profile_sizes(input_size: dict[str, tuple[int, int]], profiles: list[str]) -
     return out
 
 
+def drop_stack_traces(proto) -> None:
+    """Remove the exporter's per-node Python stack traces: they name this file by its absolute path,
+    so the same model would get different bytes in every clone (the ONNX files are DVC outputs)."""
+    for graph_nodes in [proto.graph.node, *(f.node for f in proto.functions)]:
+        for node in graph_nodes:
+            keep = [prop for prop in node.metadata_props if "stack_trace" not in prop.key]
+            if len(keep) != len(node.metadata_props):
+                del node.metadata_props[:]
+                node.metadata_props.extend(keep)
+
+
 def export_onnx(encoder: nn.Module, size: tuple[int, int], out_path: Path, opset: int = 18,
                 metadata: dict[str, str] | None = None) -> Path:
     """Write the encoder as ONNX (dynamic batch, fixed H x W) and check it; returns out_path.
@@ -87,6 +98,7 @@ def export_onnx(encoder: nn.Module, size: tuple[int, int], out_path: Path, opset
                 output_names=[OUTPUT_NAME], dynamic_shapes={"images": {0: batch}}, optimize=True,
                 verbose=False)
         proto = program.model_proto
+        drop_stack_traces(proto)
         for key, value in {"input_layout": INPUT_LAYOUT, **(metadata or {})}.items():
             proto.metadata_props.add(key=key, value=str(value))
         if inline:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -28,6 +29,10 @@ def test_onnx_graph_is_checked_uint8_nhwc_dynamic_batch(exported):
     from gleam_models.checkpoint import weights_fingerprint
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["gleam_model_fingerprint"] == weights_fingerprint(exported["checkpoint"])
+    # nothing that names this checkout (a DVC output must be the same bytes in every clone)
+    for name in ("fp32", "fp16"):
+        proto = onnx.load(str(exported["onnx_dir"] / exported["report"]["files"]["32x32"][name]))
+        assert str(Path(__file__).resolve().parents[1]).encode() not in proto.SerializeToString(), name
 
 
 def test_onnx_matches_torch_on_real_images(exported):

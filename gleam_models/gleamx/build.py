@@ -164,6 +164,9 @@ def save_trained(model, out_dir: Path, model_cfg: GleamXModelConfig, info: dict,
             peft_cfg.target_modules = sorted(peft_cfg.target_modules)
     with atomic_directory(out_dir / "adapter") as tmp:
         model.language_model.save_pretrained(tmp)
+        # peft's model card names the LM by its absolute load path (differs per clone) and is not
+        # needed to load the adapter
+        (tmp / "README.md").unlink(missing_ok=True)
     write_json(out_dir / "gleamx.json", {"format": ADAPTER_FORMAT, "model": model_cfg.model_dump(mode="json"),
                                          "gleamx_config": _config_dict(model.config), **info, **(extra or {})})
 
