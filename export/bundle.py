@@ -123,7 +123,7 @@ def _copy_models(report: dict, onnx_dir: Path, tmp: Path) -> dict:
                         shutil.copyfile(src, tmp / "models" / src.name)
                 models[variant] = f"models/{files[variant]}"
         shutil.copyfile(onnx_dir / files["calibration"], tmp / "models" / files["calibration"])
-        cpu_default = report.get("cpu_default", {}).get(size, "fp32")  # measured by the export
+        cpu_default = report.get("cpu_default", {}).get(size, "fp32")  # export.cpu_variant
         h, w = (int(v) for v in size.split("x"))
         by_size[size] = {"size": [h, w], "models": models, "calibration": f"models/{files['calibration']}",
                          "cpu_default": cpu_default if cpu_default in models else "fp32",

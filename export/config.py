@@ -37,6 +37,10 @@ class ExportConfig(Section):
     max_r1_change_fp32: float = Field(default=0.0, ge=0)  # |R@1 torch - R@1 ONNX| in points, any modality
     max_r1_drop_quantized: float = Field(default=1.0, ge=0)  # mean query->satellite R@1 loss, points
     threads: int = Field(default=2, ge=1)  # ONNX Runtime intra-op threads for checks and timings
+    # the model the bundle's runner uses on a CPU: int8_cpu (fp32 where INT8 is not exported or failed
+    # its gates), fp32, or fastest = whichever measured faster at batch 1 on the exporting machine (then
+    # parity.json and the bundle depend on that machine's timings, so two clones may disagree)
+    cpu_variant: Literal["int8_cpu", "fp32", "fastest"] = "int8_cpu"
 
     @field_validator("profiles")
     @classmethod

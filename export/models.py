@@ -74,7 +74,7 @@ def export_models(model_cfg, checkpoint: Path, cfg: ExportConfig, manifest: Path
         if not report["passed"]["fp32"]:
             raise DataError(checkpoint, "ONNX export fails parity with torch, nothing exported: "
                                         + "; ".join(report["failures"]))
-        report["cpu_default"] = {size: _cpu_default(speed) for size, speed in report["speed"].items()}
+        report["cpu_default"] = {size: cpu_variant(speed, cfg.cpu_variant) for size, speed in report["speed"].items()}
         write_json(tmp / "parity.json", parity_file(report, base_dir))
     return report
 
@@ -88,8 +88,12 @@ def parity_file(report: dict, root: Path) -> dict:
             "checkpoint": relative_path(report["checkpoint"], root)}
 
 
-def _cpu_default(speed: dict) -> str:
-    """The variant the bundle's runner uses on a CPU: INT8 when it measured faster than fp32 here."""
+def cpu_variant(speed: dict, choice: str) -> str:
+    """The variant the bundle's runner uses on a CPU (export.cpu_variant), among those exported;
+    the bundle falls back to fp32 where the chosen one failed its parity gates."""
+    if choice != "fastest":
+        return choice if choice in speed else "fp32"
+
     def batch1(v: str) -> float:
         return speed[v]["batch_1"]["p50_ms"]
     return "int8_cpu" if {"fp32", "int8_cpu"} <= set(speed) and batch1("int8_cpu") < batch1("fp32") else "fp32"

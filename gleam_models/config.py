@@ -65,6 +65,16 @@ class PhaseConfig(Section):
     # WiSE-FT (gleam_models/wise_ft.py): the phase writes (1 - a) * model.weights + a * the trained
     # weights, a in [0, 1]; None = the trained weights. The finished run's checkpoints are reused when it changes
     wise_ft_alpha: float | None = Field(default=None, ge=0, le=1)
+    # recipe options (gleam_models/recipe.py); the defaults train as before, with the same run fingerprint.
+    # lr of the timm backbone = this x the phase lr; the projection and the temperature keep theirs
+    backbone_lr_scale: float = Field(default=1.0, gt=0)
+    # timm layer-wise lr decay over the backbone's blocks: the deepest gets backbone_lr_scale, each
+    # earlier block x layer_decay, the stem the least; None = every backbone block alike
+    layer_decay: float | None = Field(default=None, gt=0, le=1)
+    # EMA of the weights (timm ModelEmaV3, updated after every optimizer step; the first step copies):
+    # model.safetensors is the EMA, checkpoints keep the raw weights and the EMA. It averages over
+    # about 1 / (1 - decay) steps: keep that below the phase's steps. None = the raw weights
+    ema_decay: float | None = Field(default=None, ge=0, lt=1)
 
 
 class TrainConfig(Section):

@@ -7,8 +7,9 @@ A step: take this rank's slice of a global batch (one pair per location, modalit
 augment cached uint8 images, embed queries and satellites with the one shared encoder, gather
 every rank's features (with gradients) and apply symmetric InfoNCE over the global batch.
 AdamW + cosine schedule with warm-up, gradient clipping and accumulation, bf16/fp16 autocast,
-channels_last. Every run is a function of (config, data, seed): checkpoints hold the optimizer,
-the sampler's neighbour table and the step, so a killed run resumes to the same result.
+channels_last; optionally a lower backbone lr, layer-wise lr decay and an EMA of the weights
+(recipe.py). Every run is a function of (config, data, seed): checkpoints hold the optimizer, the
+sampler's neighbour table, the EMA and the step, so a killed run resumes to the same result.
 
 Outputs (rank 0): out_dir/model.safetensors, out_dir/checkpoints/<fingerprint>/step-*/,
 out_dir/metrics.jsonl (step, epoch, loss, lr, temperature), out_dir/summary.json (timings: the return value).
@@ -23,7 +24,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -41,6 +42,8 @@ from gleam_models.distributed import DistInfo, barrier, gather_rows, gather_with
 from gleam_models.embed import embed_arrays
 from gleam_models.encoder import GleamEncoder, load_encoder, read_checkpoint, load_encoder_state
 from gleam_models.loss import ContrastiveLoss
+from gleam_models.recipe import (RECIPE_FIELDS, WeightsEma, drop_orphan_emas, ema_path, non_default_recipe,
+                                  param_groups)
 from gleam_models.samplers import epoch_batches, nearest_locations, shard
 from gleam_models.wise_ft import apply_wise_ft, require_pretrained
 
@@ -87,27 +90,6 @@ def set_train_mode(encoder: nn.Module, batchnorm: str, frozen: list[str]) -> Non
     for name, m in encoder.named_modules():
         if isinstance(m, _BatchNorm) and (batchnorm == "frozen" or any(name.startswith(f) for f in frozen)):
             m.eval()
-
-
-def param_groups(model: nn.Module, weight_decay: float, temperature_lr_scale: float = 1.0) -> list[dict[str, Any]]:
-    """No weight decay on biases, norm layers and the temperature (1-D / scalar parameters).
-
-    The temperature (a log scale) gets its own group whose lr is `temperature_lr_scale` times the
-    schedule's: with Adam it moves about lr per step, so at lr 1e-3 a few hundred steps would
-    barely move it from its init. `lr_scale` is read by the training loop every step.
-    """
-    decay, no_decay, temperature = [], [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            if name.endswith("logit_scale"):
-                temperature.append(p)
-            else:
-                (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay, "lr_scale": 1.0},
-              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}]
-    if temperature:
-        groups.append({"params": temperature, "weight_decay": 0.0, "lr_scale": temperature_lr_scale})
-    return groups
 
 
 # ----------------------------------------------------------------------------- the model of a step
@@ -229,7 +211,9 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
     if train_cfg.batchnorm == "sync" and dist_info.enabled and use_cuda:
         encoder = nn.SyncBatchNorm.convert_sync_batchnorm(encoder)
     model = PairModel(encoder, loss_fn).to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, pcfg.weight_decay, train_cfg.temperature_lr_scale), lr=pcfg.lr)
+    optimizer = torch.optim.AdamW(param_groups(model, pcfg.weight_decay, train_cfg.temperature_lr_scale,
+                                               pcfg.backbone_lr_scale, pcfg.layer_decay), lr=pcfg.lr)
+    ema = WeightsEma(model, pcfg.ema_decay) if pcfg.ema_decay is not None else None
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
     step, seconds, images_seen, neighbours = 0, 0.0, 0, None
@@ -247,6 +231,8 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
         load_encoder_state(encoder, ckpt_state, origin=str(ckpts[-1]))
         loss_fn.load_state_dict({"logit_scale": ckpt_state["loss.logit_scale"]})
         optimizer.load_state_dict(extra["optimizer"])
+        if ema is not None:
+            ema.load(ema_path(ckpts[-1]))
         if scaler is not None and extra.get("scaler"):
             scaler.load_state_dict(extra["scaler"])
         if extra.get("neighbours") is not None:
@@ -264,10 +250,13 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
     def checkpoint(epoch_done: bool) -> None:
         if dist_info.is_main:
             _write_metrics(out_dir / "metrics.jsonl", metrics)
+            if ema is not None:  # before its checkpoint directory appears
+                ema.save(ema_path(ckpt_root / f"step-{step:07d}"))
             save_checkpoint(ckpt_root, step, encoder, loss_fn, optimizer, scaler, neighbours, {
                 "fingerprint": fingerprint, "phase": phase, "epoch": step // max(1, steps_per_epoch),
                 "epoch_done": epoch_done, "seconds": seconds, "images_seen": images_seen,
                 "world_size": dist_info.world_size}, keep=train_cfg.keep_checkpoints)
+            drop_orphan_emas(ckpt_root)
         barrier(dist_info)
 
     from tqdm.auto import tqdm
@@ -320,6 +309,8 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            if ema is not None:
+                ema.update(model, step)
             n_images = 2 * sum(len(batches[pos * pcfg.grad_accum + m]) for m in range(pcfg.grad_accum))
             seconds += time.perf_counter() - t0
             images_seen += n_images
@@ -338,6 +329,8 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
                 checkpoint(epoch_done=False)
         checkpoint(epoch_done=True)
     bar.close()
+    if ema is not None:  # the checkpoints keep the raw weights (and the EMA); the model is the EMA
+        ema.copy_to(model)
 
     summary = {
         "phase": phase, "fingerprint": fingerprint, "backbone": model_cfg.backbone,
@@ -348,11 +341,11 @@ def train_phase(model_cfg: EncoderConfig, train_cfg: TrainConfig, phase: str, ma
         "threads": torch.get_num_threads(),  # CPU reductions (and so the exact weights) depend on it
         "sampler": pcfg.sampler,
         "init_checkpoint": relative_path(init_checkpoint, base_dir) if init_checkpoint else None,
-        "wise_ft_alpha": pcfg.wise_ft_alpha,
+        "wise_ft_alpha": pcfg.wise_ft_alpha, **non_default_recipe(pcfg),
     }
     if dist_info.is_main:
         _write_metrics(out_dir / "metrics.jsonl", metrics)
-        meta = {"phase": phase, "fingerprint": fingerprint}
+        meta = {"phase": phase, "fingerprint": fingerprint, **non_default_recipe(pcfg)}
         if pcfg.wise_ft_alpha is not None:  # the checkpoints keep the trained weights; the model is the mix
             summary["wise_ft"] = apply_wise_ft(encoder, loss_fn, model_cfg, pcfg.wise_ft_alpha,
                                                f"train.{phase}.wise_ft_alpha")
@@ -386,11 +379,14 @@ def run_fingerprint(model_cfg: EncoderConfig, train_cfg: TrainConfig, pcfg: Phas
 
     The init checkpoint is hashed by its tensors (weights_fingerprint), not its bytes: safetensors
     writes metadata keys in no fixed order, so identical weights can give different files.
-    wise_ft_alpha is left out: it mixes the finished run's weights, so changing it reuses the run."""
+    wise_ft_alpha is left out: it mixes the finished run's weights, so changing it reuses the run.
+    Recipe options at their defaults are left out too: runs from before they existed stay valid."""
     keys = ("seed", "precision", "batchnorm", "label_smoothing", "init_temperature", "augment",
             "temperature_lr_scale")
+    at_default = set(RECIPE_FIELDS) - set(non_default_recipe(pcfg))
     blob = {
-        "model": model_cfg.model_dump(mode="json"), "phase": pcfg.model_dump(mode="json", exclude={"wise_ft_alpha"}),
+        "model": model_cfg.model_dump(mode="json"),
+        "phase": pcfg.model_dump(mode="json", exclude={"wise_ft_alpha", *at_default}),
         "train": {k: getattr(train_cfg, k) for k in keys}, "manifest": sha256_file(manifest_path),
         "init": weights_fingerprint(Path(init_checkpoint)) if init_checkpoint else None,
     }

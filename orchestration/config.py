@@ -146,21 +146,25 @@ class Project:
     def gleamx_revised_dir(self) -> Path:
         return self.data_dir / "gleamx_revised"
 
-    def fingerprint(self) -> str:
-        blob = json.dumps(self.cfg.to_params(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+    def fingerprint(self, sections: Iterable[str] | None = None) -> str:
+        """Hash of the resolved config, or of some of its sections only."""
+        params = self.cfg.to_params()
+        if sections is not None:
+            params = {k: params[k] for k in sections}
+        return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
     def save_resolved(self, out_dir: Path, sections: Iterable[str] | None = None) -> Path:
         """Write the fully resolved config next to a stage's output (all sections by default)."""
         params = self.cfg.to_params()
         if sections is not None:
             params = {k: params[k] for k in ["paths", *sections]}
-        from gleam_models.metrics_file import relative_path
+        from data_assets.io import relative_path
 
         doc = {  # nothing machine-specific: the file is part of a DVC output, the same in every clone
             "params_file": relative_path(self.params_path, self.root),
             "overrides": list(self.overrides),
-            "config_fingerprint": self.fingerprint(),
+            # of the sections written only: a change elsewhere in params.yaml leaves this output's bytes alone
+            "config_fingerprint": self.fingerprint(list(params)),
             "params": params,
         }
         target = Path(out_dir) / "params.resolved.yaml"

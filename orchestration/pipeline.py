@@ -12,10 +12,12 @@ meanwhile refuses at once instead of deleting the outputs under it.
 """
 from __future__ import annotations
 
+import functools
 import os
 import socket
+import sys
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from dagster import AssetSelection, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
@@ -23,29 +25,38 @@ from data_assets.locks import repo_lock
 
 from orchestration.config import Project
 from orchestration.resources import GleamConfigResource
+from orchestration.summary import stage_line
 
 
-# Stage summaries print as tables; Dagster's own DEBUG event stream stays in the run history (UI).
+# Stages print their own summaries (Pipes stages their CLI table, in-process ones a line each, see
+# _echo_stage_line); Dagster's own DEBUG event stream stays in the run history (UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _plan(select: str | None) -> list[tuple[str, AssetSelection | None, str | None]]:
-    """(named job, asset selection inside it, partition key) per Dagster run, in dependency order:
-    the data assets, one run per GLEAM-X slice, then everything after them."""
+def _plan(graph, select: str | None) -> list[tuple[str, list | None, str | None]]:
+    """(named job, asset keys inside it (None: the whole job), partition key) per Dagster run, in
+    dependency order: the selected data assets, one run per GLEAM-X slice, then the selected assets
+    after them. A run holds assets of one partitioning, so a selection is cut the same way."""
     from orchestration.assets.gleamx import GLEAMX_PARTITIONS, gleamx_records
 
-    if select:
-        return [("gleam_pipeline", AssetSelection.from_string(select), None)]
+    chosen = AssetSelection.from_string(select) if select else AssetSelection.all()
     records = AssetSelection.assets(gleamx_records)
     before = records.upstream() - records
     after = AssetSelection.all() - before - records
-    return [("gleam_pipeline", before, None),
-            *[("gleamx_records_job", None, key) for key in GLEAMX_PARTITIONS.get_partition_keys()],
-            ("gleam_pipeline", after, None)]
+    plan: list[tuple[str, list | None, str | None]] = []
+    if keys := list((chosen & before).resolve(graph)):
+        plan.append(("gleam_pipeline", keys, None))
+    if gleamx_records.key in chosen.resolve(graph):
+        plan += [("gleamx_records_job", None, key) for key in GLEAMX_PARTITIONS.get_partition_keys()]
+    if keys := list((chosen & after).resolve(graph)):
+        plan.append(("gleam_pipeline", keys, None))
+    return plan
 
 
-def run_pipeline(project: Project, select: str | None = None) -> dict[str, Any]:
-    """Every run of one invocation carries the tag gleam/invocation=<id>: filter on it in the UI."""
+def run_pipeline(project: Project, select: str | None = None,
+                 echo: Callable[[str], None] = functools.partial(print, file=sys.stderr, flush=True)) -> dict[str, Any]:
+    """Every run of one invocation carries the tag gleam/invocation=<id>: filter on it in the UI.
+    `echo` gets one line per stage Dagster runs in this process, as it finishes (stage_line)."""
     from orchestration.definitions import make_definitions
 
     defs = make_definitions(GleamConfigResource(params_path=str(project.params_path), overrides=list(project.overrides)))
@@ -55,10 +66,11 @@ def run_pipeline(project: Project, select: str | None = None) -> dict[str, Any]:
     run_ids: list[str] = []
     with repo_lock(project.root), DagsterInstance.get() as instance:
         fail_orphaned_runs(instance)
-        for job_name, selection, partition_key in _plan(select):
-            keys = None if selection is None else list(selection.resolve(graph))
+        for job_name, keys, partition_key in _plan(graph, select):
+            run_id = str(uuid.uuid4())  # known before the run starts, so its events can be followed
+            instance.add_event_listener(run_id, functools.partial(_echo_stage_line, project, echo))
             job = defs.resolve_job_def(job_name)
-            result = job.execute_in_process(instance=instance, asset_selection=keys,
+            result = job.execute_in_process(instance=instance, asset_selection=keys, run_id=run_id,
                                             partition_key=partition_key, raise_on_error=False, run_config=QUIET,
                                             tags=tags)
             run_ids.append(result.run_id)
@@ -66,6 +78,19 @@ def run_pipeline(project: Project, select: str | None = None) -> dict[str, Any]:
             if not result.success:
                 return {"success": False, "run_ids": run_ids, "steps": steps, "error": error, "invocation": tags[INVOCATION_TAG]}
     return {"success": True, "run_ids": run_ids, "steps": steps, "error": None, "invocation": tags[INVOCATION_TAG]}
+
+
+def _echo_stage_line(project: Project, echo: Callable[[str], None], entry) -> None:
+    """A materialization's metadata (the StageResult summary, orchestration.metadata) as one line.
+    Stages run through Pipes print their own table from their subprocess: stage_line skips them."""
+    event = entry.dagster_event
+    if event is None or event.event_type != DagsterEventType.ASSET_MATERIALIZATION:
+        return
+    materialization = event.event_specific_data.materialization
+    values = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    line = stage_line(materialization.asset_key.to_user_string(), materialization.partition, values, project.root)
+    if line:
+        echo(line)
 
 
 INVOCATION_TAG = "gleam/invocation"

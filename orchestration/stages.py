@@ -42,14 +42,17 @@ def ingested_manifest(project: Project) -> StageResult:
 
 @stage(lambda p: [p.validated_dir])
 def validated_manifest(project: Project) -> StageResult:
-    from data_assets.validation import validate_manifest
+    from data_assets.validation import load_report, validate_manifest
 
     out_dir = project.validated_dir
     result = validate_manifest(project.ingested_manifest, project.cfg.validate_, out_dir,
                                base_dir=project.root, cache_dir=project.cache_dir / "validate")
     project.save_resolved(out_dir, sections=["validate"])
+    expectations = load_report(result.report_path)["expectations"]
     summary = {
         "passed": result.passed,
+        "expectations": len(expectations),
+        "expectations_failed": sum(not e.get("success", True) for e in expectations),
         "rows_in": result.rows_in,
         "rows_out": result.rows_out,
         "bad_rows": result.bad_rows,
@@ -175,6 +178,9 @@ def gleamc_evaluation(project: Project) -> StageResult:
     for name, ckpt in checkpoints.items():
         if ckpt is not None and not ckpt.is_file():
             raise DataError(ckpt, f"no {name} model to evaluate: run gleamc-{name} first")
+    from orchestration.headline import discard, write_headline
+
+    discard(project, "gleamc")
     cache = project.cache_dir / "images"
     runs = {name: Run(make_embed_fn(load_encoder(project.cfg.model, ckpt), project.cfg.model, cache),
                       run_fingerprint(ckpt, project.cfg.model.backbone))
@@ -183,6 +189,7 @@ def gleamc_evaluation(project: Project) -> StageResult:
         metrics = evaluate_runs(project.validated_manifest, project.root, runs, project.cfg.evaluate,
                                 project.gleamc_metrics, staging)
         project.save_resolved(staging, sections=["model", "evaluate"])
+    write_headline(project, "gleamc", metrics)
     # Dagster shows the final model's pictures; every run's are on disk under reports/gleamc/.
     figures = {f"phase2_{p.stem}": p for p in sorted((project.gleamc_figures_dir / "phase2").glob("*.png"))}
     summary = {"table": metrics_table(metrics), **headline(metrics)}

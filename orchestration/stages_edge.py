@@ -65,8 +65,10 @@ def localization(project: Project) -> StageResult:
     from data_assets.io import sha256_file
     from export.embedded_gallery import embedded_rasters, embedded_test_frames
     from export.localize import localization_metrics, open_gallery
-    from gleam_models.metrics_file import relative_path
+    from data_assets.io import relative_path
+    from orchestration.headline import discard, write_headline
 
+    discard(project, "localize")
     cfg = gallery_config(project)
     g = open_gallery(gallery_dir(project))
     model = phase2_model(project)
@@ -80,6 +82,7 @@ def localization(project: Project) -> StageResult:
                                             "export/embedded_gallery.py): relative positions exact, absolute not"}}
     report = localization_metrics(frames, g, model, out, extra=extra, k=cfg.k,
                                   frames_path=project.reports_dir / "localize" / "frames.csv", root=project.root)
+    write_headline(project, "localize", report)
     _save_resolved(project, project.reports_dir / "localize")
     summary = {f"{m}/{key}": v for m, d in report["per_modality"].items()
                for key, v in d.items() if key in ("count", "median_m", "within_10m", "within_25m")}
@@ -125,8 +128,10 @@ def onnx_export(project: Project) -> StageResult:
     from export.models import export_models
     from export.tensorrt import build_engines
     from gleam_models.metrics_file import significant
+    from orchestration.headline import discard, write_headline
     from orchestration.timings import write_timings
 
+    discard(project, "export")
     ckpt = project.gleamc_dir("phase2") / "model.safetensors"
     cfg = export_config(project)
     out = onnx_dir(project)
@@ -141,6 +146,7 @@ def onnx_export(project: Project) -> StageResult:
                "parity": significant(report["parity"]), "retrieval": report["retrieval"],
                "tensorrt": {size: _engines_for_metrics(t, project.root) for size, t in tensorrt.items()}}
     write_json(export_metrics_path(project), metrics)
+    write_headline(project, "export", metrics)
     write_timings(project, "onnx_export", {"speed_ms": report["speed"], "tensorrt_build_s": {
         size: {p: e.get("seconds") for p, e in t["engines"].items()} for size, t in tensorrt.items()}})
     project.save_resolved(out, sections=["model", "evaluate", "export"])
@@ -157,7 +163,7 @@ def onnx_export(project: Project) -> StageResult:
 
 def _engines_for_metrics(tensorrt: dict, root: Path) -> dict:
     """build_engines' answer without its build times, engine paths relative to the project root."""
-    from gleam_models.metrics_file import relative_path
+    from data_assets.io import relative_path
 
     engines = {precision: {**{k: v for k, v in e.items() if k != "seconds"},
                            **{k: relative_path(e[k], root) for k in ("engine", "calibration_cache") if e.get(k)}}

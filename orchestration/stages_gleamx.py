@@ -77,8 +77,10 @@ def gleamx_evaluation(project: Project) -> StageResult:
     from gleam_models.gleamx.generate import load_base_explainer, load_explainer
     from gleam_models.gleamx.report import markdown_table, write_report
     from gleam_models.gleamx.text_metrics import load_sbert
+    from orchestration.headline import discard, write_headline
     from orchestration.timings import write_timings
 
+    discard(project, "gleamx")
     cfg, train_cfg = project.cfg.gleamx_eval, project.cfg.gleamx_train
     path = evaluate.eval_records_path(project.data_dir, cfg.split)
     everything = read_records(path)
@@ -99,13 +101,14 @@ def gleamx_evaluation(project: Project) -> StageResult:
         systems.append(evaluate.run_explainer(name, load_explainer(model_dir, **load), records, project.root,
                                               fingerprint, train_cfg.gen_batch_size, explains=explains))
     base = load_base_explainer(project.cfg.gleamx_model, seed=train_cfg.seed, **load)
-    systems.append(evaluate.run_explainer("base_model", base, records, project.root, "untuned:" + gleamc_fp,
-                                          train_cfg.gen_batch_size))
+    base_fp = f"untuned:lm={base.meta['lm_fingerprint']},vision={gleamc_fp}"  # the LM as shipped, on this tower
+    systems.append(evaluate.run_explainer("base_model", base, records, project.root, base_fp, train_cfg.gen_batch_size))
     out = project.metrics_dir / "gleamx.json"
     metrics = evaluate.evaluate_gleamx(records, systems, truths_from_manifest(project.validated_manifest), out,
                                        evaluate.eval_set_info(path, len(everything), records, cfg.subset_size, cfg.seed,
                                                               root=project.root),
                                        sbert_model=load_sbert(cfg.sbert_model), extra={"gleamc_fingerprint": gleamc_fp})
+    write_headline(project, "gleamx", metrics)
     report_dir = project.reports_dir / "gleamx"
     explainer_run = next(s for s in systems if s.name == "gleamx")
     write_report(report_dir, metrics, records, explainer_run, explainer_run.verdicts, project.root,

@@ -1,5 +1,6 @@
 """The one summary `gleam pipeline` ends with: headline figures of every stage, where outputs are,
-how to open the UI. Read from the metrics files the stages wrote, so it shows what is on disk."""
+how to open the UI. Read from the metrics files the stages wrote, so it shows what is on disk.
+Also the line each in-process stage prints as it finishes (stage_line)."""
 from __future__ import annotations
 
 import json
@@ -69,6 +70,49 @@ def export_lines(doc: dict | None, timings: dict | None) -> list[str]:
             lines.append(f"| {size} | {variant} | {'passed' if passed.get(variant) else 'FAILED'} | "
                          f"{s['batch_1']['p50_ms']:.2f} | {f'{big[0]:.1f}' if big else '-'} |")
     return ["Edge export (ONNX Runtime on this CPU; a failed variant is left out of the bundle):", *lines]
+
+
+def _n(meta: dict, key: str) -> str:
+    return f"{meta[key]:,}" if isinstance(meta.get(key), int) else "?"
+
+
+def _validated(m: dict) -> str:
+    line = (f"{_n(m, 'rows_out')} of {_n(m, 'rows_in')} rows kept, {_n(m, 'bad_rows')} quarantined; "
+            f"{m.get('expectations', 0) - m.get('expectations_failed', 0)} of {_n(m, 'expectations')} expectations passed")
+    return line if str(m.get("passed")) == "True" else f"FAILED ({line}; bad fraction {m.get('bad_fraction')} > {m.get('threshold')})"
+
+
+def _records(slices: list[dict]) -> str:
+    """A GLEAM-X partition: its slices' reports (data_assets.gleamx.generate)."""
+    total = {k: sum(s.get(k, 0) for s in slices) for k in ("records", "rejected", "pairs")}
+    run = {k: sum(s.get("this_run", {}).get(k, 0) for s in slices) for k in ("requests", "cache_hits")}
+    return (f"{_n(total, 'records')} records, {_n(total, 'rejected')} rejected of {_n(total, 'pairs')} pairs "
+            f"(teacher this run: {run['requests']:,} requests, {run['cache_hits']:,} cached)")
+
+
+# One line per stage that Dagster runs inside the `gleam pipeline` process, from the metadata of its
+# materialization (its StageResult summary); stages run through Pipes print their CLI table instead.
+STAGE_LINES = {
+    "embedded_dataset": lambda m: f"{_n(m, 'locations')} locations" + (" (cached)" if str(m.get("cached")) == "True" else ""),
+    "ingested_manifest": lambda m: (f"{_n(m, 'rows')} rows ({_n(m, 'pairs')} pairs, {_n(m, 'gallery')} gallery-only), "
+                                    f"{_n(m, 'missing_files')} missing files"),
+    "validated_manifest": _validated,
+    "gleamx_records": lambda m: _records(m.get("slices") or []),
+    "gleamx_dataset": lambda m: (f"{_n(m, 'records')} records, {_n(m, 'rejected')} rejected of {_n(m, 'pairs')} pairs "
+                                 f"(teacher {m.get('teacher', '?')}, cost ${m.get('cost_usd', 0)})"),
+}
+
+
+def stage_line(asset: str, partition: str | None, meta: dict[str, Any], root: Path) -> str | None:
+    """E.g. `validated_manifest: 1,410 of 1,410 rows kept, ... -> data/validated/manifest.parquet`;
+    None for a stage without a line. `meta`: plain metadata values; paths under `root` print relative."""
+    describe = STAGE_LINES.get(asset)
+    if describe is None:
+        return None
+    paths = [Path(v) for k, v in meta.items() if k.startswith("path_")]
+    where = [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in paths[:1]]
+    name = f"{asset} ({partition})" if partition else asset  # as in the final table
+    return f"{name}: {describe(meta)}" + "".join(f" -> {w}" for w in where)
 
 
 def summary_text(project: Project) -> str:

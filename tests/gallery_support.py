@@ -53,3 +53,31 @@ def tiny_model(tmp_path: Path):
         torch.manual_seed(0)
         save_model(ckpt, create_encoder(cfg), None)
     return load_model(cfg, ckpt), cfg, ckpt
+
+
+def tiny_gallery(d: Path):
+    """(d, model, cfg, raster, gallery): a tiny model and a gallery of one UTM raster, under d."""
+    from export.gallery import GalleryConfig, build_gallery
+    from export.localize import open_gallery
+
+    model, cfg, _ = tiny_model(d)
+    raster = write_utm_rgb(d / "map.tif", seed=3)
+    build_gallery([raster], model, GalleryConfig(tile_m=64, stride_m=32), d / "gallery")
+    return d, model, cfg, raster, open_gallery(d / "gallery")
+
+
+def crop_frames(setup, tile_ids, folder: Path) -> list[Path]:
+    """The map's own pixels under the given tiles (of a tiny_gallery), saved as PNG frames."""
+    from PIL import Image
+
+    _, _, _, raster, g = setup
+    folder.mkdir(exist_ok=True)
+    with rasterio.open(raster) as ds:
+        rgb = ds.read().transpose(1, 2, 0)
+    paths = []
+    for n, tile_id in enumerate(tile_ids):
+        t = g.tiles.set_index("tile_id").loc[tile_id]
+        crop = rgb[t.row_off:t.row_off + t.height_px, t.col_off:t.col_off + t.width_px]
+        paths.append(folder / f"frame_{n:02d}.png")
+        Image.fromarray(crop).save(paths[-1])
+    return paths

@@ -25,6 +25,30 @@ def project_copy(dest: Path) -> Path:
     return dest
 
 
+GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT_ID}, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def dvc(repo: Path, *args: str, env: dict | None = None, timeout: int = 300) -> str:
+    """Run DVC (its own environment) in `repo`, with the project's `gleam` on PATH; its stdout.
+    A failure fails the test with DVC's output."""
+    full_env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+                "DVC_SITE_CACHE_DIR": str(repo / ".dvc" / "site-cache"), "DVC_NO_ANALYTICS": "1", **(env or {})}
+    result = subprocess.run([str(DVC), *args], cwd=repo, env=full_env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def dvc_repo(dest: Path) -> Path:
+    """A fresh git copy of the project (project_copy) for a DVC test, nothing committed yet."""
+    assert DVC.is_file(), "DVC's own environment is missing: run `make setup`"
+    return project_copy(dest)
+
+
 def tmp_project(tmp_path: Path, embedded_dir: Path | None = None) -> Path:
     """A params.yaml in tmp_path (so every output lands there), optionally with a pre-built embedded
     dataset copied in (its fingerprint matches, so the embedded stage reports it cached)."""

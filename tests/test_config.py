@@ -81,8 +81,11 @@ def test_resolved_config_is_saved_next_to_outputs(params, tmp_path):
     doc = yaml.safe_load(path.read_text())
     assert doc["overrides"] == ["embedded.seed=7"]
     assert doc["params"]["embedded"]["seed"] == 7
-    assert doc["config_fingerprint"] == project.fingerprint()
+    assert doc["config_fingerprint"] == project.fingerprint(["paths", "embedded"])
     assert load_project(params).fingerprint() != project.fingerprint()
+    other_section = load_project(params, ["embedded.seed=7", "train.phase1.lr=0.5"])
+    assert yaml.safe_load(other_section.save_resolved(tmp_path / "b", sections=["embedded"]).read_text()) == {
+        **doc, "overrides": ["embedded.seed=7", "train.phase1.lr=0.5"]}, "a section not written changed the file"
 
 
 def test_relative_paths_resolve_against_the_params_file(params, tmp_path):

@@ -5,41 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import rasterio
 from PIL import Image
 from pyproj import Geod
 
 from data_assets.errors import DataError
 from data_assets.io import read_json
-from export.gallery import GalleryConfig, build_gallery
-from export.localize import error_metres, localization_metrics, localize, open_gallery, write_track
-from gallery_support import tiny_model, write_utm_rgb
+from export.localize import error_metres, localization_metrics, localize, write_track
+from gallery_support import crop_frames, tiny_gallery
 
 GEOD = Geod(ellps="WGS84")
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    d = tmp_path_factory.mktemp("loc")
-    model, cfg, ckpt = tiny_model(d)
-    raster = write_utm_rgb(d / "map.tif", seed=3)
-    build_gallery([raster], model, GalleryConfig(tile_m=64, stride_m=32), d / "gallery")
-    return d, model, cfg, raster, open_gallery(d / "gallery")
-
-
-def crop_frames(setup, tile_ids, folder):
-    """The map's own pixels under the given tiles, saved as PNG frames."""
-    d, _, _, raster, g = setup
-    folder.mkdir(exist_ok=True)
-    with rasterio.open(raster) as ds:
-        rgb = ds.read().transpose(1, 2, 0)
-    paths = []
-    for n, tile_id in enumerate(tile_ids):
-        t = g.tiles.set_index("tile_id").loc[tile_id]
-        crop = rgb[t.row_off:t.row_off + t.height_px, t.col_off:t.col_off + t.width_px]
-        paths.append(folder / f"frame_{n:02d}.png")
-        Image.fromarray(crop).save(paths[-1])
-    return paths
+    return tiny_gallery(tmp_path_factory.mktemp("loc"))
 
 
 def test_a_crop_of_the_map_finds_its_tile(setup, tmp_path):

@@ -76,18 +76,13 @@ def test_gleamx_metrics_are_the_same_bytes_whatever_the_generation_took(tmp_path
 @pytest.fixture(scope="module")
 def gallery_and_frames(tmp_path_factory):
     """A tiny gallery and three frames cropped from its map, built once (copied into each root)."""
-    from export.gallery import GalleryConfig, build_gallery
-    from export.localize import open_gallery
-    from gallery_support import tiny_model, write_utm_rgb
-    from test_localize import crop_frames
+    from gallery_support import crop_frames, tiny_gallery
 
     d = tmp_path_factory.mktemp("repro_loc")
-    model, _, _ = tiny_model(d)
-    raster = write_utm_rgb(d / "map.tif", seed=3)
-    build_gallery([raster], model, GalleryConfig(tile_m=64, stride_m=32), d / "gallery")
-    g = open_gallery(d / "gallery")
+    setup = tiny_gallery(d)
+    model, g = setup[1], setup[4]
     ids = list(g.tiles.tile_id.iloc[[0, 5, 12]])
-    frames = crop_frames((d, model, None, raster, g), ids, d / "frames")
+    frames = crop_frames(setup, ids, d / "frames")
     truth = g.tiles.set_index("tile_id").loc[ids]
     return d, model, frames, list(truth.center_lat), list(truth.center_lon)
 
@@ -224,9 +219,9 @@ def _fake_export(root: Path) -> tuple[Path, Path]:
                                   "calibration": "calibration_32x32.npy", "views": ["satellite", "uav"]}},
               "parity": {}, "failures": [], "passed": {"fp32": True, "int8_cpu": True}, "retrieval": {},
               "speed": {"32x32": {v: {"batch_1": {"p50_ms": ms}} for v, ms in (("fp32", 2.0), ("int8_cpu", 1.0))}}}
-    from export.models import _cpu_default, parity_file
+    from export.models import cpu_variant, parity_file
 
-    report["cpu_default"] = {s: _cpu_default(sp) for s, sp in report["speed"].items()}
+    report["cpu_default"] = {s: cpu_variant(sp, "int8_cpu") for s, sp in report["speed"].items()}
     (onnx / "parity.json").write_text(json.dumps(parity_file(report, root)))
     gallery = write_gallery(root / "models" / "gallery", "fp0", np.eye(3, 4, dtype=np.float32), ["a", "b", "c"])
     return onnx, gallery
@@ -237,7 +232,7 @@ def test_parity_file_has_no_latencies_or_clock_and_a_relative_checkpoint(tmp_pat
     assert_portable(onnx / "parity.json", tmp_path)
     doc = json.loads((onnx / "parity.json").read_text())
     assert doc["checkpoint"] == "models/gleamc_phase2/model.safetensors" and "speed" not in doc
-    assert doc["cpu_default"] == {"32x32": "int8_cpu"}  # measured faster: the decision, not the figures
+    assert doc["cpu_default"] == {"32x32": "int8_cpu"}  # export.cpu_variant: the decision, not the figures
 
 
 def test_jetson_bundle_and_archive_are_the_same_bytes_in_two_project_roots(tmp_path):
@@ -286,3 +281,12 @@ def test_gallery_json_has_no_clock_or_project_root(gallery_and_frames, tmp_path)
             time.sleep(1.1)  # created_at had whole seconds
     assert written[0] == written[1]
     assert json.loads(written[0]["gallery.json"])["rasters"][0]["path"] == "maps/map.tif"
+
+
+def test_the_cpu_model_is_the_configured_one_not_the_one_measured_faster():
+    from export.models import cpu_variant
+
+    speed = {"fp32": {"batch_1": {"p50_ms": 1.0}}, "int8_cpu": {"batch_1": {"p50_ms": 2.0}}}
+    assert cpu_variant(speed, "int8_cpu") == "int8_cpu"  # the same in every clone, whatever the timings
+    assert cpu_variant(speed, "fastest") == "fp32"
+    assert cpu_variant({"fp32": speed["fp32"]}, "int8_cpu") == "fp32"  # INT8 not exported

@@ -62,13 +62,46 @@ def validate_manifest(manifest_path: Path, cfg: ValidateConfig, out_dir: Path, b
     manifest_path, out_dir, base_dir = Path(manifest_path), Path(out_dir), Path(base_dir)
     df = read_manifest(manifest_path).reset_index(drop=True)
     _check_writable(out_dir.parent)
+    context = suite.gx_context()
+    run_id = new_run_id()  # names this validation in GX's Data Docs and in report.json
+    checked = _check(df, cfg, base_dir, cache_dir, manifest_path, context, run_id)
+    with atomic_directory(out_dir) as staging:
+        outputs = _write_outputs(staging, manifest_path, base_dir, cfg, run_id, context, checked)
+    report, run_record = outputs.pop("report"), outputs.pop("run")
+    final = {k: [out_dir / Path(x).relative_to(staging) for x in v] if isinstance(v, list)
+             else out_dir / Path(v).relative_to(staging) for k, v in outputs.items()}
+    log.info("validated %s: %d rows in, %d out, passed=%s", manifest_path, len(df), len(checked.kept), checked.passed)
+    counts = {k: v for k, v in report["counts"].items() if isinstance(v, dict)}
+    return ValidationResult(passed=checked.passed, bad_fraction=report["counts"]["bad_fraction"], rows_in=len(df),
+                            rows_out=len(checked.kept), bad_rows=report["counts"]["bad_rows"], counts=counts,
+                            failures=checked.failures, run=run_record, **final)
+
+
+@dataclass
+class _Checked:
+    """What the checks found: the input with its facts, the rows kept, and every outcome."""
+    df: pd.DataFrame  # the manifest as read
+    frame: pd.DataFrame  # df + file facts and row facts (the frame GX checks)
+    kept: pd.DataFrame  # df without the quarantined rows
+    kept_frame: pd.DataFrame
+    quarantine: pd.DataFrame  # one line per (bad row, reason)
+    row_outcomes: list
+    table_outcomes: list
+    table_failures: list[dict]
+    failures: list[dict]  # why it did not pass ([] when passed)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def _check(df, cfg: ValidateConfig, base_dir: Path, cache_dir, manifest_path: Path, context, run_id) -> _Checked:
+    from data_assets.validation import suite
 
     frame = add_file_facts(df, base_dir, cfg.decode_images, cfg.workers, cache_dir, cfg.max_image_pixels)
     shared = [src["name"] for src in manifest_metadata(manifest_path).get("sources", [])
               if src.get("satellites_shared_across_splits")]
     frame = suite.add_row_facts(frame, shared_satellite_sources=shared)
-    context = suite.gx_context()
-    run_id = new_run_id()  # names this validation in GX's Data Docs and in report.json
     row_outcomes = suite.run_checks(context, "manifest_rows", frame, suite.row_checks(cfg), run_id=run_id)
 
     quarantine = quarantine_table(frame, row_outcomes)
@@ -88,47 +121,38 @@ def validate_manifest(manifest_path: Path, cfg: ValidateConfig, out_dir: Path, b
                             "reason": f"{len(bad)} of {rows_in} rows are bad ({bad_fraction:.2%}), "
                                       f"above max_bad_fraction {cfg.max_bad_fraction:.2%}; "
                                       f"first: {_first_bad(quarantine)}; all in quarantine.csv"})
-    passed = not failures
-    with atomic_directory(out_dir) as staging:
-        outputs = _write_outputs(staging, manifest_path, base_dir, cfg, run_id, context, df, kept, frame, kept_frame,
-                                 quarantine, row_outcomes, table_outcomes, table_failures, failures, passed)
-    report, run_record = outputs.pop("report"), outputs.pop("run")
-    final = {k: [out_dir / Path(x).relative_to(staging) for x in v] if isinstance(v, list)
-             else out_dir / Path(v).relative_to(staging) for k, v in outputs.items()}
-    log.info("validated %s: %d rows in, %d out, passed=%s", manifest_path, len(df), len(kept), passed)
-    counts = {k: v for k, v in report["counts"].items() if isinstance(v, dict)}
-    return ValidationResult(passed=passed, bad_fraction=report["counts"]["bad_fraction"], rows_in=len(df),
-                            rows_out=len(kept), bad_rows=report["counts"]["bad_rows"], counts=counts,
-                            failures=failures, run=run_record, **final)
+    return _Checked(df, frame, kept, kept_frame, quarantine, row_outcomes, table_outcomes, table_failures, failures)
 
 
-def _write_outputs(out_dir, manifest_path, base_dir, cfg, run_id, context, df, kept, frame, kept_frame, quarantine,
-                   row_outcomes, table_outcomes, table_failures, failures, passed) -> dict:
+def _write_outputs(out_dir: Path, manifest_path: Path, base_dir: Path, cfg: ValidateConfig, run_id, context,
+                   checked: _Checked) -> dict:
     """Every file of a validated folder, into `out_dir` (the staging folder); their paths."""
     from data_assets.validation import suite
-    rows_in, rows_out, bad = len(df), len(kept), sorted(set(quarantine["row"]))
+    c = checked
+    rows_in, rows_out, bad = len(c.df), len(c.kept), sorted(set(c.quarantine["row"]))
     bad_fraction = len(bad) / rows_in if rows_in else 0.0
-    manifest_out = write_manifest(kept[list(COLUMNS)], out_dir / "manifest.parquet",
+    manifest_out = write_manifest(c.kept[list(COLUMNS)], out_dir / "manifest.parquet",
                                   metadata={**manifest_metadata(manifest_path),
-                                            "validation": {"passed": passed, "rows_in": rows_in, "rows_out": rows_out}})
-    quarantine_path = write_quarantine(quarantine, out_dir / "quarantine.csv")
-    queries = kept_frame[kept_frame["role"] == "query"]
+                                            "validation": {"passed": c.passed, "rows_in": rows_in,
+                                                           "rows_out": rows_out}})
+    quarantine_path = write_quarantine(c.quarantine, out_dir / "quarantine.csv")
+    queries = c.kept_frame[c.kept_frame["role"] == "query"]
     thumbnails = write_thumbnails(queries, cfg.thumbnails, base_dir, out_dir / "thumbnails")
 
-    quarantined_by_check = quarantine["expectation"].value_counts().to_dict()
+    quarantined_by_check = c.quarantine["expectation"].value_counts().to_dict()
     report = {
-        "passed": passed,
+        "passed": c.passed,
         "threshold": cfg.max_bad_fraction,
         "manifest": relative_path(manifest_path, base_dir),
         # what consumers check before reading the validated manifest (require_valid_manifest)
         "validated_manifest": {"file": manifest_out.name, "sha256": sha256_file(manifest_out)},
         "counts": {"rows_in": rows_in, "rows_out": rows_out, "bad_rows": len(bad), "bad_fraction": bad_fraction,
-                   "quarantine_lines": len(quarantine), **_counts(kept_frame)},
-        "expectations": [expectation_entry(o, "row", frame, int(quarantined_by_check.get(o.check.name, 0)))
-                         for o in row_outcomes]
-                        + [expectation_entry(o, "table", None, 0) for o in table_outcomes],
-        "table_failures": table_failures,
-        "failures": failures,
+                   "quarantine_lines": len(c.quarantine), **_counts(c.kept_frame)},
+        "expectations": [expectation_entry(o, "row", c.frame, int(quarantined_by_check.get(o.check.name, 0)))
+                         for o in c.row_outcomes]
+                        + [expectation_entry(o, "table", None, 0) for o in c.table_outcomes],
+        "table_failures": c.table_failures,
+        "failures": c.failures,
         "config": cfg.model_dump(),
         "great_expectations_version": suite.gx.__version__,
     }
@@ -137,7 +161,7 @@ def _write_outputs(out_dir, manifest_path, base_dir, cfg, run_id, context, df, k
     run_record = run_info(run_id)
     gx_docs_path = build_gx_docs(context, out_dir / "docs")
     docs_path = out_dir / "docs" / "index.html"
-    write_text(docs_path, render_docs({**report, "run": run_record}, quarantine, thumbnails))
+    write_text(docs_path, render_docs({**report, "run": run_record}, c.quarantine, thumbnails))
     write_json(out_dir / "docs" / "run.json", run_record)
     report_path = out_dir / "report.json"
     write_json(report_path, report)

