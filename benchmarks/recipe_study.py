@@ -48,11 +48,14 @@ def both_phases(**options) -> dict:
 
 # phase 1 has 192 steps and phase 2 64 on the embedded default: an EMA decay d averages about
 # 1 / (1 - d) steps, so 0.999 (1000 steps) would stay near each phase's first steps
+# Each variant spells its whole recipe, so a variant means the same whatever params.yaml's defaults
+# are (the study chose layer_decay 0.75 as the default; "baseline" is the recipe without options).
+PLAIN = {"backbone_lr_scale": 1.0, "layer_decay": None, "ema_decay": None}
 VARIANTS: dict[str, dict] = {
-    "baseline": {},
-    "backbone_lr_0.1": both_phases(backbone_lr_scale=0.1),
-    "llrd_0.75": both_phases(layer_decay=0.75),
-    "ema_0.99": both_phases(ema_decay=0.99),
+    "baseline": both_phases(**PLAIN),
+    "backbone_lr_0.1": both_phases(**{**PLAIN, "backbone_lr_scale": 0.1}),
+    "llrd_0.75": both_phases(**{**PLAIN, "layer_decay": 0.75}),
+    "ema_0.99": both_phases(**{**PLAIN, "ema_decay": 0.99}),
 }
 
 
