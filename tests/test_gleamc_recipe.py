@@ -142,11 +142,11 @@ def test_bad_recipe_values_are_one_line_config_errors(override, key):
     assert len(problems) == 1 and problems[0].strip().startswith(f"{key}:")
 
 
-def test_params_yaml_picks_layer_decay_and_the_schema_defaults_change_nothing():
+def test_params_yaml_recipe_and_the_schema_defaults_change_nothing():
     from gleam_models.config import PhaseConfig
     from gleam_models.recipe import non_default_recipe
 
     cfg = load_project(PROJECT_ROOT / "params.yaml").cfg.train
-    for phase in (cfg.phase1, cfg.phase2):  # chosen on val (README: recipe study)
-        assert (phase.backbone_lr_scale, phase.layer_decay, phase.ema_decay) == (1.0, 0.75, None)
+    for phase in (cfg.phase1, cfg.phase2):  # README: recipe study (layer decay breaks the INT8 export)
+        assert (phase.backbone_lr_scale, phase.layer_decay, phase.ema_decay) == (1.0, None, None)
     assert non_default_recipe(PhaseConfig()) == {}, "a config without the options must train as before"
