@@ -331,3 +331,26 @@ def test_real_smollm2_from_the_registry_gguf(tiny, tmp_path):
     q, s = root / "images" / "uav0.png", root / "images" / "sat0.png"
     outs = ex.explain([ExplainInput(q, s, "uav", "en"), ExplainInput(q, s, "uav", "zh")], batch_size=2)
     assert all(0 < o.new_tokens <= 8 and o.text for o in outs)
+
+
+def test_a_retrained_vision_tower_at_the_same_path_changes_the_run(tmp_path):
+    """Found by a clean-clone run: GLEAM-C phase 2 retrained, GLEAM-X reused its old run, evaluation refused."""
+    from gleam_models.gleamx.config import GleamXModelConfig, GleamXTrainConfig
+    from gleam_models.gleamx.train import run_fingerprint
+    from gleamx_tiny import tiny_encoder_checkpoint, tiny_records
+
+    records = tiny_records(tmp_path)
+    tower = tiny_encoder_checkpoint(tmp_path / "tower.safetensors")
+    cfg, train = GleamXModelConfig(vision_checkpoint="tower.safetensors"), GleamXTrainConfig()
+    before = run_fingerprint(cfg, train, records, tmp_path)
+    assert run_fingerprint(cfg, train, records, tmp_path) == before
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(tower))
+    first = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[first] = weights[first] + 1.0
+    with safe_open(str(tower), "pt") as f:
+        meta = f.metadata()
+    save_file(weights, str(tower), metadata=meta)
+    assert run_fingerprint(cfg, train, records, tmp_path) != before

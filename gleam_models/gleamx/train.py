@@ -30,11 +30,20 @@ from gleam_models.gleamx.data import (FeatureCache, answer_for, pad_batch, promp
 from gleam_models.gleamx.prompts import verdict_line
 
 
-def run_fingerprint(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, records_dir: Path) -> str:
+def run_fingerprint(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, records_dir: Path,
+                    base_dir: Path | None = None) -> str:
+    """Config, training records and the vision tower's weights (by content: a retrained GLEAM-C
+    phase 2 at the same path must re-train GLEAM-X, not reuse the run made on the old tower)."""
     cfg = {"model": model_cfg.model_dump(mode="json"),
            "train": train_cfg.model_dump(mode="json", exclude={"progress", "gen_batch_size", "max_new_tokens",
                                                                "checkpoint_every_steps", "keep_checkpoints"}),
            "data": sha256_file(Path(records_dir) / "train.jsonl")}
+    if model_cfg.kind == "llava":
+        from gleam_models.checkpoint import weights_fingerprint
+        from gleam_models.gleamx.build import resolve_path
+
+        tower = resolve_path(model_cfg.vision_checkpoint, Path(base_dir or Path.cwd()))
+        cfg["vision"] = weights_fingerprint(tower) if tower.is_file() else None
     return sha256_text(json.dumps(cfg, sort_keys=True))[:16]
 
 
@@ -176,7 +185,7 @@ def train_gleamx(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, rec
     from tqdm.auto import tqdm
 
     out_dir, start_clock = Path(out_dir), time.perf_counter()
-    fingerprint = run_fingerprint(model_cfg, train_cfg, records_dir)
+    fingerprint = run_fingerprint(model_cfg, train_cfg, records_dir, base_dir)
     if (out_dir / "summary.json").is_file() and read_json(out_dir / "summary.json").get("fingerprint") == fingerprint:
         return read_json(out_dir / "summary.json")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
