@@ -30,9 +30,6 @@ from pathlib import Path
 
 from data_assets.errors import ConfigError, GleamError
 from data_assets.io import read_json, sha256_file, sha256_text, write_json
-from gleam_models.checkpoint import weights_fingerprint
-from gleam_models.embed import make_embed_fn
-from gleam_models.encoder import load_encoder
 from gleam_models.evaluate import Run, evaluate_runs
 from gleam_models.train import train_phase
 from orchestration.config import load_project
@@ -100,7 +97,7 @@ def run_pair(project, name: str, seed: int, work_dir: Path, cache_dir: Path) -> 
     model = out / "phase2" / "model.safetensors"
     eval_cfg = cfg.evaluate.model_copy(update={"splits": list(STUDY_SPLITS), "figure_rows": 0,
                                                "directions": [DIRECTION]})
-    runs = {"phase2": Run(make_embed_fn(load_encoder(cfg.model, model), cfg.model, cache_dir), weights_fingerprint(model))}
+    runs = {"phase2": Run.from_checkpoint(cfg.model, model, cache_dir)}
     doc = evaluate_runs(project.validated_manifest, project.root, runs, eval_cfg, out / "metrics.json", out / "figures")
     splits = {split: {mod: {m: by_dir[DIRECTION][m] for m in (*METRICS, "n_queries")} for mod, by_dir in cells.items()}
               for split, cells in doc["runs"]["phase2"]["splits"].items()}

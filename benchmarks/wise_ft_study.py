@@ -26,8 +26,6 @@ from pathlib import Path
 from data_assets.errors import GleamError
 from data_assets.io import read_json, write_json
 from gleam_models.checkpoint import weights_fingerprint
-from gleam_models.embed import make_embed_fn
-from gleam_models.encoder import load_encoder
 from gleam_models.evaluate import Run, evaluate_runs
 from gleam_models.wise_ft import check_alpha, write_wise_ft_model
 from orchestration.config import load_project
@@ -69,7 +67,7 @@ def evaluate_alphas(project, models: dict[str, Path], alphas: list[float], work_
             out = work_dir / f"{name}_alpha{alpha:.3f}.safetensors"
             wise = write_wise_ft_model(model_cfg, path, alpha, out)
             run = f"{name}_alpha{alpha:.3f}"
-            runs[run] = Run(make_embed_fn(load_encoder(model_cfg, out), model_cfg, cache_dir), weights_fingerprint(out))
+            runs[run] = Run.from_checkpoint(model_cfg, out, cache_dir)
             made[run] = (name, alpha, wise)
     doc = evaluate_runs(project.validated_manifest, project.root, runs, eval_cfg, work_dir / "metrics.json",
                         work_dir / "figures")

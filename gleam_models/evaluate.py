@@ -34,7 +34,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,9 @@ from gleam_models.figures import FigureRow, retrieval_figure, save_figure
 from gleam_models.metrics import rank_queries, rows_per_chunk, summarize, topk
 from gleam_models.metrics_file import (headline, metrics_document, metrics_table, relative_path,  # noqa: F401
                                        write_metrics)
+
+if TYPE_CHECKING:  # gleam_models.config imports this module (EvalConfig)
+    from gleam_models.config import EncoderConfig
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +210,16 @@ class Run:
 
     embed: EmbedFn
     weights: str  # gleam_models.checkpoint.weights_fingerprint(...), or "imagenet:<backbone>" for a frozen one
+
+    @classmethod
+    def from_checkpoint(cls, model_cfg: EncoderConfig, checkpoint: Path | None, cache_dir: Path) -> Run:
+        """The GLEAM-C encoder in `checkpoint` (None = model.weights, untrained), embedding through
+        the decode cache in cache_dir, with its weights fingerprint."""
+        from gleam_models.embed import make_embed_fn
+        from gleam_models.encoder import load_encoder
+
+        encoder = load_encoder(model_cfg, checkpoint)
+        return cls(make_embed_fn(encoder, model_cfg, cache_dir), run_fingerprint(checkpoint, model_cfg.backbone))
 
 
 def run_fingerprint(checkpoint: Path | None, backbone: str) -> str:

@@ -19,7 +19,6 @@ from rich.console import Console
 from rich.table import Table
 
 from data_assets.errors import GleamError
-from data_assets.io import read_json
 from orchestration import stages
 from orchestration.env import configure_environment
 
@@ -134,13 +133,16 @@ def _timed(name: str, project: Project, **options: Any) -> stages.StageResult:
     return result
 
 
+DISTRIBUTED_STAGES = ("gleamc_phase1", "gleamc_phase2", "gleamc_presets")
+
+
 def _launch_distributed(name: str, project: Project, resume: bool = True,
                         on_progress: Any = None) -> stages.StageResult | None:
     """Training with launch.nproc_per_node > 1: re-run this command under torchrun (DDP), then
     read the summary rank 0 wrote. Returns None when this process should train itself. Under
     torchrun the ranks' progress goes to their stderr, not to on_progress."""
     launch = project.cfg.launch
-    if not name.startswith("gleamc_phase") or launch.nproc_per_node == 1 or "LOCAL_RANK" in os.environ:
+    if name not in DISTRIBUTED_STAGES or launch.nproc_per_node == 1 or "LOCAL_RANK" in os.environ:
         return None
     command = name.replace("_", "-")
     overrides = [arg for o in project.overrides for arg in ("--set", o)]
@@ -151,8 +153,7 @@ def _launch_distributed(name: str, project: Project, resume: bool = True,
     console.print(f"launching {launch.nproc_per_node} processes: {' '.join(cmd)}", highlight=False)
     if subprocess.run(cmd).returncode != 0:
         raise GleamError(f"{command}: distributed training failed (see the rank logs above)")
-    out = project.gleamc_dir(name.removeprefix("gleamc_"))
-    return stages.StageResult(name, {"model": out / "model.safetensors"}, read_json(out / "summary.json"))
+    return stages.STAGES[name](project)  # every phase has finished: this returns their summaries at once
 
 
 @app.command("embedded-dataset")
@@ -283,6 +284,21 @@ def gleamc_phase2_cmd(params: ParamsOpt = None, set_: SetOpt = None, no_resume: 
     Example: gleam gleamc-phase2 --set train.phase2.sim_neighbours=64
     """
     _run_stage("gleamc_phase2", params, set_, resume=not no_resume)
+
+
+@app.command("gleamc-presets")
+def gleamc_presets_cmd(params: ParamsOpt = None, set_: SetOpt = None, no_resume: NoResumeOpt = False) -> None:
+    """Train every train.presets entry (other readings of the two phases) beside the default phases.
+
+    The shipped `paper` preset is the paper's reading: phase 1 on panoramas only, phase 2 on every
+    modality. Its models go to models/gleamc_presets/<name>/phase1|phase2; gleamc-evaluation reports
+    them as <name>_phase1 / <name>_phase2. Same trainer, checkpoints and resume as the phases.
+
+    Examples:
+      gleam gleamc-presets --set train.presets.paper.phase2.epochs=4
+      gleam gleamc-presets --set 'train.presets={}'      # none (evaluation then skips them)
+    """
+    _run_stage("gleamc_presets", params, set_, resume=not no_resume)
 
 
 @app.command("gleamc-evaluation")

@@ -131,6 +131,10 @@ class Project:
         return self.models_dir / f"gleamc_{phase}"
 
     @property
+    def gleamc_presets_dir(self) -> Path:  # <name>/phase1, <name>/phase2 per train.presets entry
+        return self.models_dir / "gleamc_presets"
+
+    @property
     def gleamc_metrics(self) -> Path:
         return self.metrics_dir / "gleamc.json"
 

@@ -37,6 +37,9 @@ def render_config(project: Project) -> str:
 
 def _merge(node: Any, resolved: Any, path: tuple[str, ...], overridden: set[tuple[str, ...]]) -> None:
     """Write `resolved` into the round-trip `node` (a CommentedMap or CommentedSeq) in place."""
+    if isinstance(node, dict) and isinstance(resolved, dict):  # e.g. --set 'train.presets={}' drops the file's entries
+        for gone in [k for k in node if k not in resolved]:
+            del node[gone]
     keys = resolved.keys() if isinstance(resolved, dict) else range(len(resolved))
     for key in keys:
         here = (*path, str(key))
@@ -45,12 +48,12 @@ def _merge(node: Any, resolved: Any, path: tuple[str, ...], overridden: set[tupl
         if not present:
             if isinstance(node, dict):
                 node[key] = value
-                _mark(node, key, DEFAULT)
+                _mark(node, key, OVERRIDDEN if path in overridden else DEFAULT)  # a key an override added
             else:
                 node.append(value)
             continue
         old = node[key]
-        if (isinstance(old, dict) and isinstance(value, dict)) or \
+        if (isinstance(old, dict) and isinstance(value, dict) and value) or \
                 (isinstance(old, list) and isinstance(value, list) and len(old) == len(value)):
             _merge(old, value, here, overridden)
             if here in overridden:

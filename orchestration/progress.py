@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from orchestration.config import Project
 
-TRAINING_STAGES = ("gleamc_phase1", "gleamc_phase2", "gleamx_finetune")
+TRAINING_STAGES = ("gleamc_phase1", "gleamc_phase2", "gleamc_presets", "gleamx_finetune")
 RATE_KEYS = (("images_per_s", "images/s"), ("tokens_per_s", "tokens/s"))
 
 
@@ -58,6 +58,9 @@ class PipesProgress:
 def _metrics_logs(name: str, project: Project) -> dict[str, Path]:
     if name == "gleamx_finetune":
         return {run: project.models_dir / run / "metrics.jsonl" for run in ("gleamx", "gleamx_label_only")}
+    if name == "gleamc_presets":
+        return {f"{preset}_{phase}": project.gleamc_presets_dir / preset / phase / "metrics.jsonl"
+                for preset in project.cfg.train.presets for phase in ("phase1", "phase2")}
     phase = name.removeprefix("gleamc_")
     return {phase: project.gleamc_dir(phase) / "metrics.jsonl"}
 
@@ -97,6 +100,10 @@ def _hyperparameters(name: str, project: Project) -> dict[str, Any]:
     if name == "gleamx_finetune":
         cfg = project.cfg.gleamx_train
         return {"lr": cfg.lr, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "steps": cfg.steps}
+    if name == "gleamc_presets":
+        return {f"{preset}_{phase}": f"lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs, modalities {cfg.modalities or 'all'}"
+                for preset, blocks in project.cfg.train.presets.items()
+                for phase, cfg in (("phase1", blocks.phase1), ("phase2", blocks.phase2))}
     cfg = getattr(project.cfg.train, name.removeprefix("gleamc_"))
     return {"lr": cfg.lr, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "epochs": cfg.epochs}
 

@@ -164,27 +164,52 @@ def gleamc_phase2(project: Project, resume: bool = True, on_progress=None) -> St
     return gleamc_phase(project, "phase2", resume=resume, on_progress=on_progress)
 
 
+@stage(lambda p, **_: [p.gleamc_presets_dir], validated_input=True)
+def gleamc_presets(project: Project, resume: bool = True, on_progress=None) -> StageResult:
+    """Every train.presets entry's two phases (gleam_models/presets.py), beside the default ones."""
+    import os
+
+    from gleam_models.presets import preset_model, train_preset
+
+    out = project.gleamc_presets_dir
+    out.mkdir(parents=True, exist_ok=True)  # a DVC output even with no preset configured
+    summaries = {name: train_preset(project.cfg.model, project.cfg.train, name, project.validated_manifest,
+                                    base_dir=project.root, out_dir=out, cache_dir=project.cache_dir / "images",
+                                    resume=resume, on_progress=on_progress)
+                 for name in project.cfg.train.presets}
+    if os.environ.get("RANK", "0") == "0":
+        project.save_resolved(out, sections=["model", "train", "launch"])
+        for name in summaries:
+            for phase in summaries[name]:
+                log = preset_model(out, name, phase).parent / "metrics.jsonl"
+                _metrics_csv(log, log.with_suffix(".csv"))
+    summary = {f"{name}_{phase}": {k: s.get(k) for k in ("steps", "final_loss", "modalities", "seconds")}
+               for name, phases in summaries.items() for phase, s in phases.items()}
+    return StageResult("gleamc_presets", {"models": out}, summary)
+
+
 @stage(lambda p: [p.gleamc_figures_dir], validated_input=True, also_clean=lambda p: [p.gleamc_metrics])
 def gleamc_evaluation(project: Project) -> StageResult:
-    """Retrieval metrics of the frozen ImageNet encoder, phase 1 and phase 2 on the test split."""
-    from gleam_models.embed import make_embed_fn
-    from gleam_models.encoder import load_encoder
+    """Retrieval metrics of the frozen ImageNet encoder, phase 1, phase 2 and each preset's phases."""
     from data_assets.io import atomic_directory
-    from gleam_models.evaluate import Run, evaluate_runs, headline, metrics_table, run_fingerprint
+    from gleam_models.evaluate import Run, evaluate_runs, headline, metrics_table
+
+    from gleam_models.presets import preset_model
 
     checkpoints = {"imagenet_frozen": None,
                    "phase1": project.gleamc_dir("phase1") / "model.safetensors",
                    "phase2": project.gleamc_dir("phase2") / "model.safetensors"}
+    for name in project.cfg.train.presets:
+        checkpoints |= {f"{name}_{phase}": preset_model(project.gleamc_presets_dir, name, phase) for phase in ("phase1", "phase2")}
     for name, ckpt in checkpoints.items():
         if ckpt is not None and not ckpt.is_file():
-            raise DataError(ckpt, f"no {name} model to evaluate: run gleamc-{name} first")
+            command = f"gleamc-{name}" if name in ("phase1", "phase2") else "gleamc-presets"
+            raise DataError(ckpt, f"no {name} model to evaluate: run gleam {command} first")
     from orchestration.headline import discard, write_headline
 
     discard(project, "gleamc")
     cache = project.cache_dir / "images"
-    runs = {name: Run(make_embed_fn(load_encoder(project.cfg.model, ckpt), project.cfg.model, cache),
-                      run_fingerprint(ckpt, project.cfg.model.backbone))
-            for name, ckpt in checkpoints.items()}
+    runs = {name: Run.from_checkpoint(project.cfg.model, ckpt, cache) for name, ckpt in checkpoints.items()}
     with atomic_directory(project.gleamc_figures_dir) as staging:  # every picture of this run, or the old set
         metrics = evaluate_runs(project.validated_manifest, project.root, runs, project.cfg.evaluate,
                                 project.gleamc_metrics, staging)
@@ -207,6 +232,7 @@ STAGES: dict[str, Callable[[Project], StageResult]] = {
     "gleamx_dataset": gleamx_dataset,
     "gleamc_phase1": gleamc_phase1,
     "gleamc_phase2": gleamc_phase2,
+    "gleamc_presets": gleamc_presets,
     "gleamc_evaluation": gleamc_evaluation,
     "gleamx_finetune": stages_gleamx.gleamx_finetune,
     "gleamx_evaluation": stages_gleamx.gleamx_evaluation,

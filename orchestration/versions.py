@@ -38,18 +38,24 @@ SKIPPED_NAMES = frozenset({"params.resolved.yaml", "checkpoints", "docs", "engin
 @dataclass(frozen=True)
 class AssetVersioning:
     code: tuple[str, ...]  # library files or folders (relative to the project root) the stage runs
-    sections: tuple[str, ...]  # params.yaml keys it reads; "train.phase2" style keys are excluded with "-"
+    sections: tuple[str, ...]  # params.yaml keys it reads ("train.presets" may be dotted); "-train.phase2" excludes one
     content: Callable[[Project, dict], list[Path]]  # outputs holding the asset's data (project, partition keys)
+
+
+GLEAMC_TRAINER = ("gleam_models/train.py", "gleam_models/data.py", "gleam_models/loss.py", "gleam_models/samplers.py",
+                  "gleam_models/encoder.py", "gleam_models/checkpoint.py", "gleam_models/distributed.py",
+                  "gleam_models/embed.py", "gleam_models/config.py", "gleam_models/wise_ft.py", "gleam_models/recipe.py")
 
 
 def _gleamc(phase: str) -> AssetVersioning:
     other = "phase2" if phase == "phase1" else "phase1"
-    return AssetVersioning(
-        ("gleam_models/train.py", "gleam_models/data.py", "gleam_models/loss.py", "gleam_models/samplers.py",
-         "gleam_models/encoder.py", "gleam_models/checkpoint.py", "gleam_models/distributed.py",
-         "gleam_models/embed.py", "gleam_models/config.py", "gleam_models/wise_ft.py"),
-        ("model", "train", f"-train.{other}"),
-        lambda p, _: [p.gleamc_dir(phase) / "model.safetensors"])
+    return AssetVersioning(GLEAMC_TRAINER, ("model", "train", f"-train.{other}", "-train.presets"),
+                           lambda p, _: [p.gleamc_dir(phase) / "model.safetensors"])
+
+
+def _preset_models(p: Project, _: dict) -> list[Path]:
+    return [p.gleamc_presets_dir / name / phase / "model.safetensors"
+            for name in p.cfg.train.presets for phase in ("phase1", "phase2")]
 
 
 def _gleamx_models(p: Project, _: dict) -> list[Path]:
@@ -89,10 +95,12 @@ VERSIONING: dict[str, AssetVersioning] = {
         lambda p, _: [p.gleamx_dir / f"{s}.jsonl" for s in ("train", "val", "test", "test_cross", "rejects")]),
     "gleamc_phase1": _gleamc("phase1"),
     "gleamc_phase2": _gleamc("phase2"),
+    "gleamc_presets": AssetVersioning((*GLEAMC_TRAINER, "gleam_models/presets.py"),
+                                      ("model", "train", "-train.phase1", "-train.phase2"), _preset_models),
     "gleamc_evaluation": AssetVersioning(
         ("gleam_models/evaluate.py", "gleam_models/metrics.py", "gleam_models/metrics_file.py",
          "gleam_models/figures.py", "gleam_models/embed.py", "gleam_models/encoder.py"),
-        ("model", "evaluate"), lambda p, _: [p.gleamc_metrics]),
+        ("model", "evaluate", "train.presets"), lambda p, _: [p.gleamc_metrics]),
     "gleamx_finetune": AssetVersioning(GLEAMX_MODEL, ("gleamx_model", "gleamx_train"), _gleamx_models),
     "gleamx_evaluation": AssetVersioning(
         ("gleam_models/gleamx",), ("gleamx_model", "gleamx_train", "gleamx_eval"),
@@ -120,8 +128,15 @@ def _source_files(rel: str) -> list[Path]:
     return [path] if path.is_file() else []
 
 
+def _lookup(params: dict[str, Any], dotted: str) -> Any:
+    value: Any = params
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
 def _param_sections(params: dict[str, Any], sections: tuple[str, ...]) -> dict[str, Any]:
-    picked = {s: params.get(s) for s in sections if not s.startswith("-")}
+    picked = {s: _lookup(params, s) for s in sections if not s.startswith("-")}
     for dotted in (s[1:] for s in sections if s.startswith("-")):
         head, _, key = dotted.partition(".")
         if isinstance(picked.get(head), dict):

@@ -25,8 +25,15 @@ def gleamc_phase2(context: AssetExecutionContext, gleam: GleamConfigResource,
     return run_cli_stage(context, gleam, pipes_subprocess_client, "gleamc-phase2")
 
 
-@asset(group_name=GROUP, deps=[gleamc_phase1, gleamc_phase2], code_version=code_version("gleamc_evaluation"),
-       description="Retrieval metrics (R@K, R@1%, AP, hit rate) of frozen ImageNet, phase 1 and phase 2.")
+@asset(group_name=GROUP, deps=[validated_manifest], code_version=code_version("gleamc_presets"),
+       description="Other readings of the two phases (train.presets; the paper's: panoramas, then every modality).")
+def gleamc_presets(context: AssetExecutionContext, gleam: GleamConfigResource,
+                   pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
+    return run_cli_stage(context, gleam, pipes_subprocess_client, "gleamc-presets")
+
+
+@asset(group_name=GROUP, deps=[gleamc_phase1, gleamc_phase2, gleamc_presets], code_version=code_version("gleamc_evaluation"),
+       description="Retrieval metrics (R@K, R@1%, AP, hit rate) of frozen ImageNet, both phases and each preset.")
 def gleamc_evaluation(context: AssetExecutionContext, gleam: GleamConfigResource,
                       pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
     return run_cli_stage(context, gleam, pipes_subprocess_client, "gleamc-evaluation")

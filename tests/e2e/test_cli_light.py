@@ -39,3 +39,14 @@ def test_config_show_keeps_comments_and_marks_overrides():
     [lr_line] = [line for line in shown.stdout.splitlines() if "0.000123" in line]
     assert "<- --set (params.yaml:" in lr_line
     assert shown.stdout.count("<- --set") == 1
+
+
+def test_config_show_drops_the_entries_an_override_removed():
+    from pipeline_support import PROJECT_ROOT
+
+    shown = subprocess.run([str(VENV_BIN / "gleam"), "config", "show", "--set", "train.presets={}"],
+                           cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    [line] = [line for line in shown.stdout.splitlines() if line.strip().startswith("presets:")]
+    assert line.split("#")[0].strip() == "presets: {}" and "<- --set" in line
+    assert not any(row.strip().startswith("paper:") for row in shown.stdout.splitlines())  # not shown as if still on

@@ -91,8 +91,8 @@ def tiny_params(root: Path, backbone_weights: Path, lm_dir: Path) -> Path:
 
 
 def tiny_models(root: Path) -> Path:
-    """Fixed backbone weights (the 'ImageNet' init, so the frozen run is deterministic) and two
-    GLEAM-C checkpoints near it standing in for phase 1 and phase 2."""
+    """Fixed backbone weights (the 'ImageNet' init, so the frozen run is deterministic) and GLEAM-C
+    checkpoints near it standing in for phase 1, phase 2 and the paper preset's two phases."""
     import timm
     import torch
     from safetensors.torch import save_file
@@ -105,14 +105,15 @@ def tiny_models(root: Path) -> Path:
     weights = root / "backbone.safetensors"
     save_file(timm.create_model("test_efficientnet", num_classes=0).state_dict(), str(weights))
     cfg = EncoderConfig(backbone="test_efficientnet", weights=str(weights), input_size=SIZE_32, channels_last=False)
-    for seed, phase in enumerate(["phase1", "phase2"], start=1):
+    models = ["gleamc_phase1", "gleamc_phase2", "gleamc_presets/paper/phase1", "gleamc_presets/paper/phase2"]
+    for seed, model in enumerate(models, start=1):
         encoder = create_encoder(cfg)
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for p in encoder.parameters():
                 p.add_(0.05 * torch.randn(p.shape, generator=gen))
-        (root / "models" / f"gleamc_{phase}").mkdir(parents=True, exist_ok=True)
-        save_model(root / "models" / f"gleamc_{phase}" / "model.safetensors", encoder, None)
+        (root / "models" / model).mkdir(parents=True, exist_ok=True)
+        save_model(root / "models" / model / "model.safetensors", encoder, None)
     return weights
 
 

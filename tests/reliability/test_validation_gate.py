@@ -26,7 +26,8 @@ def test_gate_accepts_only_a_passed_report_that_vouches_for_this_file(tmp_path):
         require_valid_manifest(manifest)
 
 
-@pytest.mark.parametrize("consumer", ["gleamc_phase1", "gleamc_phase2", "gleamx_dataset", "gleamc_evaluation"])
+@pytest.mark.parametrize("consumer", ["gleamc_phase1", "gleamc_phase2", "gleamc_presets", "gleamx_dataset",
+                                      "gleamc_evaluation"])
 @pytest.mark.parametrize("passed, hash_matches, message", [
     (False, True, "failed validation"), (True, False, "not the one the validation report vouches for")])
 def test_stages_refuse_a_failed_or_foreign_manifest(tmp_path, consumer, passed, hash_matches, message):
