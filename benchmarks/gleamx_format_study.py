@@ -29,6 +29,8 @@ VARIANTS = {  # name: (gleamx_model overrides, gleamx_train overrides)
     # answers kept their second (fact-bearing) sentence, English 90 (SmolLM2: 1.68 tokens per hanzi)
     "first_w5_128": ({"verdict_first": True}, {"verdict_loss_weight": 5.0, "max_answer_tokens": 128,
                                                "max_new_tokens": 128}),
+    # measured facts: probes on the tower's embedding read both images' dominant cover into the prompt
+    "first_w5_hints": ({"verdict_first": True, "fact_hints": True}, {"verdict_loss_weight": 5.0}),
 }
 KEYS = ("accuracy", "unparseable", "predicted_match_share", "sbert", "fact_correct", "hallucination",
         "accuracy_language_en", "accuracy_language_zh", "sbert_en", "sbert_zh", "fact_correct_en", "fact_correct_zh")
@@ -47,16 +49,16 @@ def run_variant(root: Path, params: dict, name: str, seed: int, pairs: int) -> d
     mcfg = GleamXModelConfig(**{**params["gleamx_model"], **model_over})
     tcfg = GleamXTrainConfig(**{**params["gleamx_train"], **train_over, "seed": seed, "progress": False})
     out = root / "reports" / "benchmarks" / "gleamx_format" / f"{name}-s{seed}"
+    truths = truths_from_manifest(root / "data" / "validated" / "manifest.parquet")
     t0 = time.perf_counter()
-    train_gleamx(mcfg, tcfg, root / "data" / "gleamx", root, out, root / ".cache")
+    train_gleamx(mcfg, tcfg, root / "data" / "gleamx", root, out, root / ".cache", truths=truths if mcfg.fact_hints else None)
     train_s = time.perf_counter() - t0
     records = evaluate.stratified_subset(read_records(root / "data" / "gleamx" / "val.jsonl"), pairs, 0)
     explainer = load_explainer(out, cache_dir=root / ".cache", base_dir=root, max_new_tokens=tcfg.max_new_tokens)
     run = evaluate.run_explainer(name, explainer, records, root, "study", tcfg.gen_batch_size,
                                  explains=not tcfg.label_only)
     sbert = None if tcfg.label_only else load_sbert(params["gleamx_eval"]["sbert_model"])
-    head, _ = evaluate.evaluate_system(records, run, truths_from_manifest(root / "data" / "validated" / "manifest.parquet"),
-                                       sbert)
+    head, _ = evaluate.evaluate_system(records, run, truths, sbert)
     return {**{k: head.get(k) for k in KEYS}, "train_s": round(train_s, 1), **run.timing}
 
 

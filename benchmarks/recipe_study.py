@@ -89,11 +89,7 @@ def run_pair(project, name: str, seed: int, work_dir: Path, cache_dir: Path) -> 
     """Train phase 1 + phase 2 of one (variant, seed) into work_dir, evaluate phase 2; the study entry."""
     cfg, start = project.cfg, time.perf_counter()
     out = work_dir / name / f"seed{seed}"
-    summaries = {}
-    for phase in ("phase1", "phase2"):
-        init = out / "phase1" / "model.safetensors" if phase == "phase2" else None
-        summaries[phase] = train_phase(cfg.model, cfg.train, phase, project.validated_manifest, base_dir=project.root,
-                                       out_dir=out / phase, cache_dir=cache_dir, init_checkpoint=init)
+    summaries = train_both_phases(project, out, cache_dir)
     model = out / "phase2" / "model.safetensors"
     eval_cfg = cfg.evaluate.model_copy(update={"splits": list(STUDY_SPLITS), "figure_rows": 0,
                                                "directions": [DIRECTION]})
@@ -105,6 +101,17 @@ def run_pair(project, name: str, seed: int, work_dir: Path, cache_dir: Path) -> 
             "training": {phase: {k: s.get(k) for k in ("fingerprint", "steps", "final_loss", "seconds")}
                          for phase, s in summaries.items()},
             "wall_s": round(time.perf_counter() - start, 1)}
+
+
+def train_both_phases(project, out: Path, cache_dir: Path) -> dict:
+    """Phase 1, then phase 2 from its weights, into out/phase1 and out/phase2 (as the gleamc-phase1/2
+    stages train them; a finished phase is reused); {phase: train_phase's summary}."""
+    cfg, summaries = project.cfg, {}
+    for phase in ("phase1", "phase2"):
+        init = out / "phase1" / "model.safetensors" if phase == "phase2" else None
+        summaries[phase] = train_phase(cfg.model, cfg.train, phase, project.validated_manifest, base_dir=project.root,
+                                       out_dir=out / phase, cache_dir=cache_dir, init_checkpoint=init)
+    return summaries
 
 
 def config_key(project) -> str:

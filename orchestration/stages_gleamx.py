@@ -32,6 +32,10 @@ def gleamx_finetune(project: Project, on_progress=None) -> StageResult:
     if not vision.is_file():
         raise DataError(vision, "GLEAM-X's vision tower is the GLEAM-C phase-2 model: run gleamc-phase2 first")
     runs = {"gleamx": cfg_train, "gleamx_label_only": cfg_train.model_copy(update={"label_only": True})}
+    truths = None
+    if cfg_model.fact_hints:  # the probes are fitted on the training locations' ground truth
+        from gleam_models.gleamx.fact_check import truths_from_manifest
+        truths = truths_from_manifest(project.validated_manifest)
     summary, outputs, start = {}, {}, time.perf_counter()
     for name, train_cfg in runs.items():
         out = project.models_dir / name
@@ -39,7 +43,7 @@ def gleamx_finetune(project: Project, on_progress=None) -> StageResult:
         progress = None if on_progress is None else (
             lambda step, total, metrics, run=name: on_progress(step, total, {"run": run, **metrics}))
         result = train_gleamx(cfg_model, train_cfg, records, project.root, out, project.cache_dir,
-                              on_progress=progress)
+                              on_progress=progress, truths=truths)
         project.save_resolved(out, sections=SECTIONS)
         # tokens/s and resumed_from: this session's (absent when the run had already finished)
         summary[name] = {k: result.get(k) for k in ("final_loss", "loss_last5_mean", "train_examples", "steps",

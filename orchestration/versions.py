@@ -77,7 +77,7 @@ def _gleamx_slice(p: Project, partition: dict) -> list[Path]:
 
 GLEAMX_MODEL = ("gleam_models/gleamx/train.py", "gleam_models/gleamx/data.py", "gleam_models/gleamx/build.py",
                 "gleam_models/gleamx/modeling.py", "gleam_models/gleamx/prompts.py", "gleam_models/gleamx/config.py",
-                "gleam_models/gleamx/vlm.py")
+                "gleam_models/gleamx/vlm.py", "gleam_models/gleamx/fact_probes.py")
 
 # Asset name -> what versions it. The names are the stage names (orchestration.stages.STAGES).
 VERSIONING: dict[str, AssetVersioning] = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from data_assets.errors import ConfigError, DataError
 from data_assets.io import (atomic_directory, atomic_path, read_json, relative_path, sha256_file, sha256_text,
                              write_json)
 from gleam_models.gleamx.config import GleamXModelConfig, LoraConfig
+from gleam_models.gleamx.fact_probes import PROBES_FILE
 from gleam_models.gleamx.modeling import GleamXConfig, GleamXForConditionalGeneration
 from gleam_models.gleamx.prompts import fallback_chat_template
 
@@ -127,7 +129,7 @@ def build_model(model_cfg: GleamXModelConfig, base_dir: Path, cache_dir: Path | 
     config = GleamXConfig(text_config=copy.deepcopy(lm.config), vision_config=vision, grid=model_cfg.grid,
                           global_token=model_cfg.global_token, projector_hidden=model_cfg.projector_hidden,
                           use_cosine=model_cfg.use_cosine, verdict_first=model_cfg.verdict_first,
-                          image_token_id=len(tok))
+                          image_token_id=len(tok), fact_hints=model_cfg.fact_hints)
     model = GleamXForConditionalGeneration(config, language_model=lm, vision_tower=tower)
     model.init_projectors(seed)
     model.vision_tower.requires_grad_(not model_cfg.freeze_vision)
@@ -232,6 +234,8 @@ def merge(model_dir: Path, out_dir: Path, base_dir: Path, cache_dir: Path | None
     with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        if (Path(model_dir) / PROBES_FILE).is_file():
+            shutil.copy2(Path(model_dir) / PROBES_FILE, tmp / PROBES_FILE)
         write_json(tmp / "gleamx.json", {**meta, "format": MERGED_FORMAT, "merged_from": str(model_dir)})
     return Path(out_dir)
 

@@ -38,6 +38,10 @@ class GleamXModelConfig(Section):
     # the answer opens with the verdict line and the explanation follows (chosen on val): a verdict
     # written after the explanation follows the model's own, often wrong, description
     verdict_first: bool = True
+    # linear probes on the tower's embedding read each image's dominant land cover and its share
+    # (fitted on the training locations' ground truth); the readings go into the prompt in the
+    # teacher's phrases, so explanations can state measured facts (gleam_models/gleamx/fact_probes.py)
+    fact_hints: bool = False
     lora: LoraConfig = LoraConfig()
     # cache the dequantised GGUF as safetensors under the cache dir (skips ~14 s of dequantising)
     cache_dequantised: bool = True

@@ -76,10 +76,10 @@ def answer_for(record: GleamXRecord, tokenizer, sentences: int | None, label_onl
 # ----------------------------------------------------------------------------- tokenisation
 
 def prompt_ids(tokenizer, modality: str, language: str, use_cosine: bool, tokens_per_image: int,
-               image_token_id: int, verdict_first: bool = False) -> list[int]:
+               image_token_id: int, verdict_first: bool = False, hint: str | None = None) -> list[int]:
     """Token ids of the chat prompt with each marker expanded to its placeholder ids."""
     ids: list[int] = []
-    for part in MARKERS.split(prompt_text(tokenizer, modality, language, use_cosine, verdict_first)):
+    for part in MARKERS.split(prompt_text(tokenizer, modality, language, use_cosine, verdict_first, hint)):
         if part == IMAGE_MARKER:
             ids += [image_token_id] * tokens_per_image
         elif part == COSINE_MARKER:
@@ -172,17 +172,26 @@ class FeatureCache:
                     _write_entry(f, {"tokens": t.contiguous(), "embedding": e.contiguous()})
         return [self.ram[(str(Path(p)), view)] for p in paths]
 
-    def pair_features(self, pairs: list[PairInput]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(image_tokens [N, 2, T, C], GLEAM-C cosine [N]) for query/satellite pairs."""
-        q = [None] * len(pairs)
+    def _pair_entries(self, pairs: list[PairInput]) -> tuple[list, list]:
+        """(query entries, satellite entries), each (tokens, embedding), in the pairs' order."""
+        q: list = [None] * len(pairs)
         for view in sorted({p.modality for p in pairs}):
             idx = [i for i, p in enumerate(pairs) if p.modality == view]
             for i, feat in zip(idx, self.get_many([pairs[i].query_path for i in idx], view)):
                 q[i] = feat
-        s = self.get_many([p.satellite_path for p in pairs], "satellite")
+        return q, self.get_many([p.satellite_path for p in pairs], "satellite")
+
+    def pair_features(self, pairs: list[PairInput]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image_tokens [N, 2, T, C], GLEAM-C cosine [N]) for query/satellite pairs."""
+        q, s = self._pair_entries(pairs)
         tokens = torch.stack([torch.stack([a[0], b[0]]) for a, b in zip(q, s)])
         cosine = torch.stack([(a[1] * b[1]).sum() for a, b in zip(q, s)])
         return tokens, cosine
+
+    def pair_embeddings(self, pairs: list[PairInput]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(query embeddings [N, D], satellite embeddings [N, D]): the tower's pooled output."""
+        q, s = self._pair_entries(pairs)
+        return torch.stack([a[1] for a in q]), torch.stack([b[1] for b in s])
 
 
 def _write_entry(path: Path, tensors: dict) -> None:

@@ -17,6 +17,7 @@ from data_assets.io import load_image
 from gleam_models.gleamx.build import MERGED_FORMAT, build_model, load_merged, load_trained, read_model_meta
 from gleam_models.gleamx.config import GleamXModelConfig
 from gleam_models.gleamx.data import FeatureCache, PairInput, pad_batch, prompt_ids
+from gleam_models.gleamx.fact_probes import PROBES_FILE, FactProbes, hint_text
 from gleam_models.gleamx.prompts import check_language, parse_verdict
 from gleam_models.gleamx.vlm import VLM_ADAPTER_FORMAT, VLM_MERGED_FORMAT
 
@@ -45,6 +46,20 @@ class GleamXExplainer:
         self.max_new_tokens = max_new_tokens
         self.features = FeatureCache(model, meta.get("vision_fingerprint", "unknown"), cache_dir)
         self.stats = {"new_tokens": 0, "seconds": 0.0}
+        # a model trained with fact_hints reads both images with its probes (the untuned base model has none)
+        self.probes = None
+        if getattr(model.config, "fact_hints", False) and meta.get("model_dir"):
+            self.probes = FactProbes.load(Path(meta["model_dir"]) / PROBES_FILE)
+
+    def hints(self, items: list[ExplainInput]) -> list[str | None]:
+        """The prompt's measured-facts line per item (None without probes)."""
+        if self.probes is None:
+            return [None] * len(items)
+        q, s = self.features.pair_embeddings([PairInput(Path(i.query_path), Path(i.satellite_path), i.modality)
+                                              for i in items])
+        q_read = self.probes.read(q.numpy(), [i.modality for i in items])
+        s_read = self.probes.read(s.numpy(), ["satellite"] * len(items))
+        return [hint_text(a, b, i.language) for a, b, i in zip(q_read, s_read, items)]
 
     @property
     def tokens_per_s(self) -> float:
@@ -76,7 +91,7 @@ class GleamXExplainer:
         given = torch.tensor([float("nan") if i.cosine is None else i.cosine for i in items])
         cosine = torch.where(torch.isnan(given), cosine, given)
         prompts = [prompt_ids(tok, i.modality, i.language, cfg.use_cosine, cfg.tokens_per_image, cfg.image_token_id,
-                              getattr(cfg, "verdict_first", False)) for i in items]
+                              getattr(cfg, "verdict_first", False), hint) for i, hint in zip(items, self.hints(items))]
         ids, mask = pad_batch(prompts, tok.pad_token_id, left=True)
         t0 = time.perf_counter()
         new = self.model.generate(ids.to(self.device), mask.to(self.device), tokens.to(self.device),

@@ -49,16 +49,18 @@ TASK = {("en", False): 'Do both images show the same place? Explain briefly, the
         ("zh", True): "是否同一地点？先写“结论：匹配”或“结论：不匹配”，再简要说明。"}
 
 
-def instruction(modality: str, language: str, with_cosine: bool, verdict_first: bool = False) -> str:
-    """The user turn: both image slots, the optional similarity slot, and the task."""
+def instruction(modality: str, language: str, with_cosine: bool, verdict_first: bool = False,
+                hint: str | None = None) -> str:
+    """The user turn: both image slots, the optional similarity slot and measured facts, the task."""
     check_language(language)
     name = MODALITY_NAMES[language].get(modality, modality)
     task = TASK[(language, verdict_first)]
+    facts = f"{hint}\n" if hint else ""
     if language == "en":
         sim = f"GLEAM-C similarity: {COSINE_MARKER}\n" if with_cosine else ""
-        return f"Image 1 is a {name}: {IMAGE_MARKER}\nImage 2 is a satellite tile: {IMAGE_MARKER}\n{sim}{task}"
+        return f"Image 1 is a {name}: {IMAGE_MARKER}\nImage 2 is a satellite tile: {IMAGE_MARKER}\n{sim}{facts}{task}"
     sim = f"相似度：{COSINE_MARKER}\n" if with_cosine else ""
-    return f"图1（{name}）：{IMAGE_MARKER}\n图2（卫星影像）：{IMAGE_MARKER}\n{sim}{task}"
+    return f"图1（{name}）：{IMAGE_MARKER}\n图2（卫星影像）：{IMAGE_MARKER}\n{sim}{facts}{task}"
 
 
 # Gemma's turn format, as in Google's Gemma 3 template: no system role (the system text opens the
@@ -83,16 +85,18 @@ def fallback_chat_template(model_type: str) -> str | None:
     return GEMMA_CHAT_TEMPLATE if model_type.startswith("gemma") else None
 
 
-def chat_messages(modality: str, language: str, with_cosine: bool, verdict_first: bool = False) -> list[dict[str, str]]:
+def chat_messages(modality: str, language: str, with_cosine: bool, verdict_first: bool = False,
+                  hint: str | None = None) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM[language]},
-            {"role": "user", "content": instruction(modality, language, with_cosine, verdict_first)}]
+            {"role": "user", "content": instruction(modality, language, with_cosine, verdict_first, hint)}]
 
 
-def prompt_text(tokenizer, modality: str, language: str, with_cosine: bool, verdict_first: bool = False) -> str:
+def prompt_text(tokenizer, modality: str, language: str, with_cosine: bool, verdict_first: bool = False,
+                hint: str | None = None) -> str:
     """The rendered chat prompt up to the assistant's turn, markers still in place."""
     if not getattr(tokenizer, "chat_template", None):
         raise ConfigError("the language model's tokenizer has no chat template; use an instruction-tuned model")
-    return tokenizer.apply_chat_template(chat_messages(modality, language, with_cosine, verdict_first),
+    return tokenizer.apply_chat_template(chat_messages(modality, language, with_cosine, verdict_first, hint),
                                          tokenize=False, add_generation_prompt=True)
 
 

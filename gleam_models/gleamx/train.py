@@ -18,23 +18,27 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from data_assets.io import atomic_directory, read_json, sha256_file, sha256_text, write_json, write_text
+from data_assets.errors import ConfigError, DataError
+from data_assets.io import atomic_directory, atomic_path, read_json, sha256_file, sha256_text, write_json, write_text
 from gleam_models.gleamx.build import add_lora, build_model, save_trained
 from gleam_models.gleamx.config import GleamXModelConfig, GleamXTrainConfig
 from gleam_models.gleamx.data import (FeatureCache, answer_for, pad_batch, prompt_ids, record_pair,
                                       stratified_subsample, stratum, train_val_records, training_example,
                                       verdict_weights)
+from gleam_models.gleamx.fact_probes import PROBES_FILE, FactProbes, cross_fitted, hint_text
 from gleam_models.gleamx.prompts import verdict_line
 
 
 def run_fingerprint(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, records_dir: Path,
-                    base_dir: Path | None = None) -> str:
+                    base_dir: Path | None = None, truths: dict[str, dict] | None = None) -> str:
     """Config, training records and the vision tower's weights (by content: a retrained GLEAM-C
-    phase 2 at the same path must re-train GLEAM-X, not reuse the run made on the old tower)."""
-    cfg = {"model": model_cfg.model_dump(mode="json"),
+    phase 2 at the same path must re-train GLEAM-X, not reuse the run made on the old tower), and
+    with fact_hints the ground truth the probes are fitted on."""
+    cfg = {"model": model_cfg.model_dump(mode="json", exclude=set() if model_cfg.fact_hints else {"fact_hints"}),
            "train": train_cfg.model_dump(mode="json", exclude={"progress", "gen_batch_size", "max_new_tokens",
                                                                "checkpoint_every_steps", "keep_checkpoints"}),
            "data": sha256_file(Path(records_dir) / "train.jsonl")}
@@ -44,6 +48,8 @@ def run_fingerprint(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, 
 
         tower = resolve_path(model_cfg.vision_checkpoint, Path(base_dir or Path.cwd()))
         cfg["vision"] = weights_fingerprint(tower) if tower.is_file() else None
+    if model_cfg.fact_hints:
+        cfg["truths"] = sha256_text(json.dumps(truths or {}, sort_keys=True))
     return sha256_text(json.dumps(cfg, sort_keys=True))[:16]
 
 
@@ -64,15 +70,18 @@ def micro_batch(m: int, n: int, batch_size: int, seed: int) -> list[int]:
     return out
 
 
-def prepare(model_cfg, train_cfg, records_dir, base_dir, cache_dir):
-    """Model (LoRA applied), sources, and the training subset as a micro-batch function."""
+def prepare(model_cfg, train_cfg, records_dir, base_dir, cache_dir, truths: dict[str, dict] | None = None):
+    """Model (LoRA applied), sources, and the training subset as a micro-batch function.
+    truths: location_id -> ground truth, needed by fact_hints (the probes are fitted on it)."""
     torch.manual_seed(train_cfg.seed)
     train, _, val_source = train_val_records(records_dir, train_cfg.val_fraction, train_cfg.seed)
     subset = stratified_subsample(train, train_cfg.train_subsample, train_cfg.seed)
     if model_cfg.kind == "vlm":
+        if model_cfg.fact_hints:
+            raise ConfigError("gleamx_model.fact_hints needs kind=llava (the probes read the GLEAM-C tower's embedding)")
         model, batch, info = _prepare_vlm(model_cfg, train_cfg, subset, base_dir)
     else:
-        model, batch, info = _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir)
+        model, batch, info = _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir, train, truths)
     strata: dict[str, int] = {}
     for r in subset:
         strata["/".join(stratum(r))] = strata.get("/".join(stratum(r)), 0) + 1
@@ -80,16 +89,19 @@ def prepare(model_cfg, train_cfg, records_dir, base_dir, cache_dir):
     return model, info, data
 
 
-def _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir):
+def _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir, train, truths):
     model, tok, info = build_model(model_cfg, base_dir, cache_dir, train_cfg.seed)
-    tokens, cosine = FeatureCache(model, info["vision_fingerprint"], cache_dir).pair_features(
-        [record_pair(r, base_dir) for r in subset])
+    features = FeatureCache(model, info["vision_fingerprint"], cache_dir)
+    tokens, cosine = features.pair_features([record_pair(r, base_dir) for r in subset])
+    hints = [None] * len(subset)
+    if model_cfg.fact_hints:
+        model.fact_probes, hints = training_hints(features, train, subset, truths or {}, base_dir, train_cfg.seed)
     cfg = model.config
     answers = [answer_for(r, tok, train_cfg.answer_sentences, train_cfg.label_only, train_cfg.max_answer_tokens,
                           cfg.verdict_first) for r in subset]
     examples = [training_example(tok, prompt_ids(tok, r.modality, r.language, cfg.use_cosine, cfg.tokens_per_image,
-                                                 cfg.image_token_id, cfg.verdict_first), a)
-                for r, a in zip(subset, answers)]
+                                                 cfg.image_token_id, cfg.verdict_first, hint), a)
+                for r, a, hint in zip(subset, answers, hints)]
     weights = None
     if train_cfg.verdict_loss_weight != 1.0:
         weights = [[0.0] * (len(ids) - len(w)) + w for (ids, _), w in
@@ -111,6 +123,41 @@ def _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir):
         return out
 
     return model, batch, info
+
+
+def training_hints(features: FeatureCache, train: list, subset: list, truths: dict[str, dict], base_dir: Path,
+                   seed: int) -> tuple[FactProbes, list[str]]:
+    """Probes fitted on every training image with ground truth, and the subset's prompt hints from
+    cross-fitted readings (no image is read by a probe that saw its location)."""
+    images: dict[tuple[str, str], str] = {}  # (path, view) -> location
+    for r in train:
+        images[(r.query_path, r.modality)] = r.query_location_id
+        images[(r.satellite_path, "satellite")] = r.satellite_location_id
+    keys = sorted(images)
+    labelled = [k for k in keys if images[k] in truths]
+    if len({images[k] for k in labelled}) < 2:
+        raise DataError(None, f"gleamx_model.fact_hints: {len(labelled)} training images have ground truth in "
+                              "the manifest; the probes need locations with ground_truth (or set fact_hints=false)")
+    emb = _embeddings(features, keys, base_dir)
+    index = {k: i for i, k in enumerate(keys)}
+    rows = [index[k] for k in labelled]
+    probes = FactProbes.fit(emb[rows], [k[1] for k in labelled], [truths[images[k]] for k in labelled])
+    readings = dict(zip(keys, probes.read(emb, [k[1] for k in keys])))  # images without ground truth
+    readings.update(zip(labelled, cross_fitted(emb[rows], [k[1] for k in labelled], [truths[images[k]] for k in labelled],
+                                               [images[k] for k in labelled], seed)))
+    return probes, [hint_text(readings[(r.query_path, r.modality)], readings[(r.satellite_path, "satellite")], r.language)
+                    for r in subset]
+
+
+def _embeddings(features: FeatureCache, keys: list[tuple[str, str]], base_dir: Path) -> np.ndarray:
+    out = np.zeros((len(keys), 0), dtype=np.float32)
+    for view in sorted({v for _, v in keys}):
+        idx = [i for i, (_, v) in enumerate(keys) if v == view]
+        emb = torch.stack([e for _, e in features.get_many([Path(base_dir) / keys[i][0] for i in idx], view)]).numpy()
+        if out.shape[1] == 0:
+            out = np.zeros((len(keys), emb.shape[1]), dtype=np.float32)
+        out[idx] = emb
+    return out
 
 
 def _prepare_vlm(model_cfg, train_cfg, subset, base_dir):
@@ -179,17 +226,19 @@ def load_checkpoint(path: Path, params, optimizer) -> dict:
 # ----------------------------------------------------------------------------- training
 
 def train_gleamx(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, records_dir: Path, base_dir: Path,
-                 out_dir: Path, cache_dir: Path | None, device: str | None = None, on_progress=None) -> dict:
+                 out_dir: Path, cache_dir: Path | None, device: str | None = None, on_progress=None,
+                 truths: dict[str, dict] | None = None) -> dict:
     """Train (or resume, or return the finished run's summary) and write out_dir; returns summary.
-    on_progress(step, total_steps, row), if given, is called with every metrics.jsonl row."""
+    on_progress(step, total_steps, row), if given, is called with every metrics.jsonl row.
+    truths (location_id -> ground truth; fact_check.truths_from_manifest) fit the fact_hints probes."""
     from tqdm.auto import tqdm
 
     out_dir, start_clock = Path(out_dir), time.perf_counter()
-    fingerprint = run_fingerprint(model_cfg, train_cfg, records_dir, base_dir)
+    fingerprint = run_fingerprint(model_cfg, train_cfg, records_dir, base_dir, truths)
     if (out_dir / "summary.json").is_file() and read_json(out_dir / "summary.json").get("fingerprint") == fingerprint:
         return read_json(out_dir / "summary.json")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, info, data = prepare(model_cfg, train_cfg, records_dir, base_dir, cache_dir)
+    model, info, data = prepare(model_cfg, train_cfg, records_dir, base_dir, cache_dir, truths)
     model.to(device).train()
     if model_cfg.kind == "llava":
         model.vision_tower.eval()
@@ -246,6 +295,9 @@ def train_gleamx(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, rec
         from gleam_models.gleamx.vlm import save_vlm_trained
         save_vlm_trained(model, out_dir, model_cfg, info, extra)
     else:
+        if getattr(model, "fact_probes", None) is not None:  # before gleamx.json, which save_trained writes last
+            with atomic_path(out_dir / PROBES_FILE) as tmp:
+                model.fact_probes.save(tmp)
         save_trained(model, out_dir, model_cfg, info, extra)
     write_json(out_dir / "train_params.json", {"gleamx_model": model_cfg.model_dump(mode="json"),
                                                "gleamx_train": train_cfg.model_dump(mode="json")})
