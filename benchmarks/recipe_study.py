@@ -117,7 +117,7 @@ def train_both_phases(project, out: Path, cache_dir: Path) -> dict:
 def config_key(project) -> str:
     """What a trained pair depends on besides the manifest: the resolved model and train sections."""
     blob = {"model": project.cfg.model.model_dump(mode="json"), "train": project.cfg.train.model_dump(mode="json")}
-    for volatile in ("progress", "log_every_steps", "keep_checkpoints"):
+    for volatile in ("progress", "log_every_steps", "keep_checkpoints", "presets"):  # presets: not trained here
         blob["train"].pop(volatile, None)
     return sha256_text(json.dumps(blob, sort_keys=True))[:16]
 
