@@ -10,6 +10,21 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 DVC = PROJECT_ROOT / ".venv-dvc" / "bin" / "dvc"  # DVC's own environment (scripts/setup.sh)
+BENCHMARKS = PROJECT_ROOT / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module, importing its neighbours (recipe_study) as when run as a script."""
+    import importlib.util
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 
 def project_copy(dest: Path) -> Path:

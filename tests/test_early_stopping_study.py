@@ -2,8 +2,6 @@
 (or the run is refused), and seeds summarize picked vs last correctly."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,19 +9,12 @@ import pytest
 from data_assets.errors import DataError
 from data_assets.io import write_json
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from pipeline_support import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def study():
-    sys.path.insert(0, str(BENCHMARKS))  # the study imports recipe_study beside it, as when run as a script
-    try:
-        spec = importlib.util.spec_from_file_location("early_stopping_study", BENCHMARKS / "early_stopping_study.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return load_benchmark("early_stopping_study")
 
 
 def epoch(val_r1: float, cross_r1: float, val_ap: float = 50.0) -> dict:

@@ -2,27 +2,18 @@
 work dir (never the project's data/ models/), and the study merges seeds and gains correctly."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from orchestration.config import load_project
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from pipeline_support import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def study():
-    sys.path.insert(0, str(BENCHMARKS))  # footprint_study imports recipe_study beside it, as when run as a script
-    try:
-        spec = importlib.util.spec_from_file_location("footprint_study", BENCHMARKS / "footprint_study.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return load_benchmark("footprint_study")
 
 
 def test_footprint_scales_tile_stride_and_block_of_both_families(study, project_root):

@@ -1,24 +1,14 @@
 """benchmarks/train_throughput.py: fine interleaving of the three pipelines inside one train_phase call."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from gleam_models.config import EncoderConfig, PhaseConfig, TrainConfig
 from gleam_models.synthetic import make_synthetic_dataset
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from pipeline_support import load_benchmark
 
 
 def test_rounds_alternate_skip_epoch_ends_and_stop_the_trainer(tmp_path):
-    bench = load_bench()
+    bench = load_benchmark("train_throughput")
     manifest = make_synthetic_dataset(tmp_path / "data", n_locations=24, modalities=("uav", "panorama"), size=48)
     model_cfg = EncoderConfig(backbone="mobilenetv2_050", weights="none", channels_last=True, input_size={
         "satellite": (32, 32), "uav": (32, 32), "street_map": (32, 32), "panorama": (32, 64), "ground": (32, 32)})
