@@ -139,7 +139,8 @@ DISTRIBUTED_STAGES = ("gleamc_phase1", "gleamc_phase2", "gleamc_presets")
 def _launch_distributed(name: str, project: Project, resume: bool = True,
                         on_progress: Any = None) -> stages.StageResult | None:
     """Training with launch.nproc_per_node > 1: re-run this command under torchrun (DDP), then
-    read the summary rank 0 wrote. Returns None when this process should train itself. Under
+    run the stage here, which finds every phase finished and returns their summaries at once.
+    Returns None when this process should train itself. Under
     torchrun the ranks' progress goes to their stderr, not to on_progress."""
     launch = project.cfg.launch
     if name not in DISTRIBUTED_STAGES or launch.nproc_per_node == 1 or "LOCAL_RANK" in os.environ:

@@ -134,6 +134,11 @@ class Project:
     def gleamc_presets_dir(self) -> Path:  # <name>/phase1, <name>/phase2 per train.presets entry
         return self.models_dir / "gleamc_presets"
 
+    def gleamc_preset_runs(self) -> dict[str, Path]:
+        """<preset>_<phase> -> that phase's output folder, for every train.presets entry."""
+        return {f"{name}_{phase}": self.gleamc_presets_dir / name / phase
+                for name in self.cfg.train.presets for phase in ("phase1", "phase2")}
+
     @property
     def gleamc_metrics(self) -> Path:
         return self.metrics_dir / "gleamc.json"

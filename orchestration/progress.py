@@ -59,8 +59,7 @@ def _metrics_logs(name: str, project: Project) -> dict[str, Path]:
     if name == "gleamx_finetune":
         return {run: project.models_dir / run / "metrics.jsonl" for run in ("gleamx", "gleamx_label_only")}
     if name == "gleamc_presets":
-        return {f"{preset}_{phase}": project.gleamc_presets_dir / preset / phase / "metrics.jsonl"
-                for preset in project.cfg.train.presets for phase in ("phase1", "phase2")}
+        return {run: out / "metrics.jsonl" for run, out in project.gleamc_preset_runs().items()}
     phase = name.removeprefix("gleamc_")
     return {phase: project.gleamc_dir(phase) / "metrics.jsonl"}
 

@@ -169,7 +169,7 @@ def gleamc_presets(project: Project, resume: bool = True, on_progress=None) -> S
     """Every train.presets entry's two phases (gleam_models/presets.py), beside the default ones."""
     import os
 
-    from gleam_models.presets import preset_model, train_preset
+    from gleam_models.presets import train_preset
 
     out = project.gleamc_presets_dir
     out.mkdir(parents=True, exist_ok=True)  # a DVC output even with no preset configured
@@ -179,10 +179,8 @@ def gleamc_presets(project: Project, resume: bool = True, on_progress=None) -> S
                  for name in project.cfg.train.presets}
     if os.environ.get("RANK", "0") == "0":
         project.save_resolved(out, sections=["model", "train", "launch"])
-        for name in summaries:
-            for phase in summaries[name]:
-                log = preset_model(out, name, phase).parent / "metrics.jsonl"
-                _metrics_csv(log, log.with_suffix(".csv"))
+        for run_dir in project.gleamc_preset_runs().values():
+            _metrics_csv(run_dir / "metrics.jsonl", run_dir / "metrics.csv")
     summary = {f"{name}_{phase}": {k: s.get(k) for k in ("steps", "final_loss", "modalities", "seconds")}
                for name, phases in summaries.items() for phase, s in phases.items()}
     return StageResult("gleamc_presets", {"models": out}, summary)
@@ -194,13 +192,10 @@ def gleamc_evaluation(project: Project) -> StageResult:
     from data_assets.io import atomic_directory
     from gleam_models.evaluate import Run, evaluate_runs, headline, metrics_table
 
-    from gleam_models.presets import preset_model
-
     checkpoints = {"imagenet_frozen": None,
                    "phase1": project.gleamc_dir("phase1") / "model.safetensors",
                    "phase2": project.gleamc_dir("phase2") / "model.safetensors"}
-    for name in project.cfg.train.presets:
-        checkpoints |= {f"{name}_{phase}": preset_model(project.gleamc_presets_dir, name, phase) for phase in ("phase1", "phase2")}
+    checkpoints |= {run: out / "model.safetensors" for run, out in project.gleamc_preset_runs().items()}
     for name, ckpt in checkpoints.items():
         if ckpt is not None and not ckpt.is_file():
             command = f"gleamc-{name}" if name in ("phase1", "phase2") else "gleamc-presets"

@@ -54,8 +54,7 @@ def _gleamc(phase: str) -> AssetVersioning:
 
 
 def _preset_models(p: Project, _: dict) -> list[Path]:
-    return [p.gleamc_presets_dir / name / phase / "model.safetensors"
-            for name in p.cfg.train.presets for phase in ("phase1", "phase2")]
+    return [out / "model.safetensors" for out in p.gleamc_preset_runs().values()]
 
 
 def _gleamx_models(p: Project, _: dict) -> list[Path]:
