@@ -60,6 +60,12 @@ def test_the_hint_states_checkable_facts_in_the_teachers_words(lang):
     assert check_fact("dominant", first.value, truth)[0] == "correct"
 
 
+def test_languages_left_out_of_fact_hint_languages_get_no_hint():
+    reading = {"dominant": "tree", "land_cover": {"tree": 0.6}}
+    assert hint_text(reading, reading, "zh", ["en"]) is None
+    assert hint_text(reading, reading, "en", ["en"]).startswith("Measured:")
+
+
 def test_a_fact_hints_model_trains_saves_probes_and_prompts_with_them(tmp_path):
     from gleam_models.gleamx.build import merge
     from gleam_models.gleamx.generate import ExplainInput, load_explainer
@@ -85,3 +91,10 @@ def test_a_fact_hints_model_trains_saves_probes_and_prompts_with_them(tmp_path):
         hints = ex.hints(items)
         assert hints[0].startswith("Measured: image 1 is mostly") and hints[1].startswith("测量：图 1 ")
         assert all(o.new_tokens > 0 for o in ex.explain(items, 2))
+    # the languages travel with the saved model: an English-only model gives Chinese prompts no line
+    en_only = cfg.model_copy(update={"fact_hint_languages": ["en"]})
+    assert run_fingerprint(en_only, train_cfg, records, root, truths) != run_fingerprint(cfg, train_cfg, records, root, truths)
+    train_gleamx(en_only, train_cfg.model_copy(update={"steps": 1}), records, root, tmp_path / "en", tmp_path / "cache",
+                 truths=truths)
+    hints = load_explainer(tmp_path / "en", cache_dir=tmp_path / "cache", base_dir=root, max_new_tokens=4).hints(items)
+    assert hints[0].startswith("Measured:") and hints[1] is None

@@ -129,7 +129,8 @@ def build_model(model_cfg: GleamXModelConfig, base_dir: Path, cache_dir: Path | 
     config = GleamXConfig(text_config=copy.deepcopy(lm.config), vision_config=vision, grid=model_cfg.grid,
                           global_token=model_cfg.global_token, projector_hidden=model_cfg.projector_hidden,
                           use_cosine=model_cfg.use_cosine, verdict_first=model_cfg.verdict_first,
-                          image_token_id=len(tok), fact_hints=model_cfg.fact_hints)
+                          image_token_id=len(tok), fact_hints=model_cfg.fact_hints,
+                          fact_hint_languages=model_cfg.fact_hint_languages)
     model = GleamXForConditionalGeneration(config, language_model=lm, vision_tower=tower)
     model.init_projectors(seed)
     model.vision_tower.requires_grad_(not model_cfg.freeze_vision)

@@ -42,6 +42,9 @@ class GleamXModelConfig(Section):
     # (fitted on the training locations' ground truth); the readings go into the prompt in the
     # teacher's phrases, so explanations can state measured facts (gleam_models/gleamx/fact_probes.py)
     fact_hints: bool = False
+    # prompt languages that get the measured-facts line: a Chinese line costs ~75 prompt tokens
+    # (1.6 per hanzi) and Chinese answers cut at 64 tokens state no facts to ground (README)
+    fact_hint_languages: list[Literal["en", "zh"]] = ["en", "zh"]
     lora: LoraConfig = LoraConfig()
     # cache the dequantised GGUF as safetensors under the cache dir (skips ~14 s of dequantising)
     cache_dequantised: bool = True

@@ -148,8 +148,10 @@ def reading_phrase(reading: dict, lang: str) -> str:
     return F.dominant_phrase({"dominant": dom, "land_cover": {dom: share} if share is not None else {}}, lang)
 
 
-def hint_text(query: dict, satellite: dict, lang: str) -> str:
-    """The prompt line with both readings, in the record's language."""
+def hint_text(query: dict, satellite: dict, lang: str, languages: list[str] | None = None) -> str | None:
+    """The prompt line with both readings, in the record's language (None where `languages` leaves it out)."""
+    if languages is not None and lang not in languages:
+        return None
     if lang == "en":
         return f"Measured: image 1 is {reading_phrase(query, lang)}; image 2 is {reading_phrase(satellite, lang)}."
     return F._space_zh(f"测量：图1{reading_phrase(query, lang)}；图2{reading_phrase(satellite, lang)}。")

@@ -59,7 +59,8 @@ class GleamXExplainer:
                                               for i in items])
         q_read = self.probes.read(q.numpy(), [i.modality for i in items])
         s_read = self.probes.read(s.numpy(), ["satellite"] * len(items))
-        return [hint_text(a, b, i.language) for a, b, i in zip(q_read, s_read, items)]
+        languages = self.model.config.fact_hint_languages
+        return [hint_text(a, b, i.language, languages) for a, b, i in zip(q_read, s_read, items)]
 
     @property
     def tokens_per_s(self) -> float:

@@ -29,7 +29,8 @@ class GleamXConfig(PretrainedConfig):
     def __init__(self, text_config=None, vision_config: dict | None = None, grid: int = 2,
                  global_token: bool = True, projector_hidden: int = 1024, use_cosine: bool = True,
                  verdict_first: bool = False, image_token_id: int | None = None, cosine_mean: float = 0.0,
-                 cosine_std: float = 1.0, fact_hints: bool = False, **kwargs):
+                 cosine_std: float = 1.0, fact_hints: bool = False,
+                 fact_hint_languages: list[str] | None = None, **kwargs):
         if isinstance(text_config, dict):
             text_config = AutoConfig.for_model(**text_config)
         self.text_config = text_config
@@ -39,6 +40,7 @@ class GleamXConfig(PretrainedConfig):
         self.projector_hidden, self.use_cosine = projector_hidden, use_cosine
         self.verdict_first = verdict_first  # answer format: verdict line first (gleam_models.gleamx.prompts)
         self.fact_hints = fact_hints  # the prompt carries fact_probes readings (fact_probes.safetensors beside the weights)
+        self.fact_hint_languages = list(fact_hint_languages or ["en", "zh"])  # prompt languages given them
         # placeholder id: one past the vocabulary, never embedded (its rows are replaced)
         self.image_token_id = image_token_id
         # GLEAM-C cosines of real pairs sit in a narrow band (~0.7-1.0): standardised with the

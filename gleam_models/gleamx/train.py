@@ -38,7 +38,8 @@ def run_fingerprint(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, 
     """Config, training records and the vision tower's weights (by content: a retrained GLEAM-C
     phase 2 at the same path must re-train GLEAM-X, not reuse the run made on the old tower), and
     with fact_hints the ground truth the probes are fitted on."""
-    cfg = {"model": model_cfg.model_dump(mode="json", exclude=set() if model_cfg.fact_hints else {"fact_hints"}),
+    cfg = {"model": model_cfg.model_dump(mode="json", exclude=set() if model_cfg.fact_hints
+                                         else {"fact_hints", "fact_hint_languages"}),
            "train": train_cfg.model_dump(mode="json", exclude={"progress", "gen_batch_size", "max_new_tokens",
                                                                "checkpoint_every_steps", "keep_checkpoints"}),
            "data": sha256_file(Path(records_dir) / "train.jsonl")}
@@ -95,7 +96,8 @@ def _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir, train, tru
     tokens, cosine = features.pair_features([record_pair(r, base_dir) for r in subset])
     hints = [None] * len(subset)
     if model_cfg.fact_hints:
-        model.fact_probes, hints = training_hints(features, train, subset, truths or {}, base_dir, train_cfg.seed)
+        model.fact_probes, hints = training_hints(features, train, subset, truths or {}, base_dir, train_cfg.seed,
+                                                  model_cfg.fact_hint_languages)
     cfg = model.config
     answers = [answer_for(r, tok, train_cfg.answer_sentences, train_cfg.label_only, train_cfg.max_answer_tokens,
                           cfg.verdict_first) for r in subset]
@@ -126,7 +128,7 @@ def _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir, train, tru
 
 
 def training_hints(features: FeatureCache, train: list, subset: list, truths: dict[str, dict], base_dir: Path,
-                   seed: int) -> tuple[FactProbes, list[str]]:
+                   seed: int, languages: list[str] | None = None) -> tuple[FactProbes, list[str | None]]:
     """Probes fitted on every training image with ground truth, and the subset's prompt hints from
     cross-fitted readings (no image is read by a probe that saw its location)."""
     images: dict[tuple[str, str], str] = {}  # (path, view) -> location
@@ -145,8 +147,8 @@ def training_hints(features: FeatureCache, train: list, subset: list, truths: di
     readings = dict(zip(keys, probes.read(emb, [k[1] for k in keys])))  # images without ground truth
     readings.update(zip(labelled, cross_fitted(emb[rows], [k[1] for k in labelled], [truths[images[k]] for k in labelled],
                                                [images[k] for k in labelled], seed)))
-    return probes, [hint_text(readings[(r.query_path, r.modality)], readings[(r.satellite_path, "satellite")], r.language)
-                    for r in subset]
+    return probes, [hint_text(readings[(r.query_path, r.modality)], readings[(r.satellite_path, "satellite")], r.language,
+                              languages) for r in subset]
 
 
 def _embeddings(features: FeatureCache, keys: list[tuple[str, str]], base_dir: Path) -> np.ndarray:
