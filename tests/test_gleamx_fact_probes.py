@@ -64,6 +64,11 @@ def test_languages_left_out_of_fact_hint_languages_get_no_hint():
     reading = {"dominant": "tree", "land_cover": {"tree": 0.6}}
     assert hint_text(reading, reading, "zh", ["en"]) is None
     assert hint_text(reading, reading, "en", ["en"]).startswith("Measured:")
+    from gleam_models.gleamx.modeling import GleamXConfig
+
+    # the saved model keeps what it was trained with: none stays none; absent (older models) = every language
+    assert GleamXConfig(fact_hint_languages=[]).fact_hint_languages == []
+    assert GleamXConfig().fact_hint_languages == ["en", "zh"]
 
 
 def test_a_fact_hints_model_trains_saves_probes_and_prompts_with_them(tmp_path):

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from data_assets.gleamx.config import LANGUAGES
 from data_assets.settings import Section
 
 
@@ -44,7 +45,7 @@ class GleamXModelConfig(Section):
     fact_hints: bool = False
     # prompt languages that get the measured-facts line: a Chinese line costs ~75 prompt tokens
     # (1.6 per hanzi) and Chinese answers cut at 64 tokens state no facts to ground (README)
-    fact_hint_languages: list[Literal["en", "zh"]] = ["en", "zh"]
+    fact_hint_languages: list[Literal["en", "zh"]] = list(LANGUAGES)
     lora: LoraConfig = LoraConfig()
     # cache the dequantised GGUF as safetensors under the cache dir (skips ~14 s of dequantising)
     cache_dequantised: bool = True

@@ -16,6 +16,7 @@ from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
+from data_assets.gleamx.config import LANGUAGES
 from gleam_models.config import EncoderConfig
 from gleam_models.encoder import GleamEncoder, create_encoder
 
@@ -40,7 +41,8 @@ class GleamXConfig(PretrainedConfig):
         self.projector_hidden, self.use_cosine = projector_hidden, use_cosine
         self.verdict_first = verdict_first  # answer format: verdict line first (gleam_models.gleamx.prompts)
         self.fact_hints = fact_hints  # the prompt carries fact_probes readings (fact_probes.safetensors beside the weights)
-        self.fact_hint_languages = list(fact_hint_languages or ["en", "zh"])  # prompt languages given them
+        # prompt languages given them; a model saved before this field had them in every language
+        self.fact_hint_languages = list(LANGUAGES if fact_hint_languages is None else fact_hint_languages)
         # placeholder id: one past the vocabulary, never embedded (its rows are replaced)
         self.image_token_id = image_token_id
         # GLEAM-C cosines of real pairs sit in a narrow band (~0.7-1.0): standardised with the

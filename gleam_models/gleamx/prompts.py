@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 
 from data_assets.errors import ConfigError
+from data_assets.gleamx.config import LANGUAGES  # the dataset's languages are the prompts' languages
 
-LANGUAGES = ("en", "zh")
 IMAGE_MARKER = "<image>"
 COSINE_MARKER = "<similarity>"
 MARKERS = re.compile(f"({re.escape(IMAGE_MARKER)}|{re.escape(COSINE_MARKER)})")
