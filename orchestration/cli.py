@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from data_assets.errors import GleamError
@@ -396,7 +397,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)
     except GleamError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # escaped: messages quote lists and overrides ("[en]") that rich would read as markup and drop
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished outputs are kept; re-run to resume")
@@ -404,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as e:
         if e.errno != errno.ENOSPC:
             raise
-        where = f" writing {e.filename}" if e.filename else ""
+        where = f" writing {escape(str(e.filename))}" if e.filename else ""
         console.print(f"[bold red]error:[/] disk full{where}; nothing partial was kept (outputs are written "
                       "atomically): free some space and re-run to resume", highlight=False, soft_wrap=True)
         sys.exit(28)

@@ -65,6 +65,9 @@ def test_bad_config_value_names_the_key(tmp_path):
     write_params(tmp_path, "- {adapter: manifest, root: ds}")
     result = gleam("ingested-manifest", "--set", "ingest.workers=0", cwd=tmp_path)
     assert_clean_error(result, "ingest.workers", "greater than or equal to 1")
+    # a list value is quoted whole: the CLI prints errors through rich, whose markup would eat "[fr]"
+    listed = gleam("ingested-manifest", "--set", "gleamx_model.fact_hint_languages=[fr]", cwd=tmp_path)
+    assert_clean_error(listed, "fact_hint_languages=[fr]", "got 'fr'")
 
 
 def test_corrupt_images_are_named_and_the_stage_fails(tmp_path):
