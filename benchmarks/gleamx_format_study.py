@@ -31,9 +31,15 @@ VARIANTS = {  # name: (gleamx_model overrides, gleamx_train overrides)
                                                "max_new_tokens": 128}),
     # measured facts: probes on the tower's embedding read both images' dominant cover into the prompt
     "first_w5_hints": ({"verdict_first": True, "fact_hints": True}, {"verdict_loss_weight": 5.0}),
+    # the sentences that only restate the verdict dropped from the answers: the budget goes to facts
+    "first_w5_hints_drop": ({"verdict_first": True, "fact_hints": True},
+                            {"verdict_loss_weight": 5.0, "drop_verdict_restatements": True}),
+    "first_w5_hints_drop_zh": ({"verdict_first": True, "fact_hints": True, "fact_hint_languages": ["en", "zh"]},
+                               {"verdict_loss_weight": 5.0, "drop_verdict_restatements": True}),
 }
 KEYS = ("accuracy", "unparseable", "predicted_match_share", "sbert", "fact_correct", "hallucination",
-        "accuracy_language_en", "accuracy_language_zh", "sbert_en", "sbert_zh", "fact_correct_en", "fact_correct_zh")
+        "accuracy_language_en", "accuracy_language_zh", "sbert_en", "sbert_zh", "fact_correct_en", "fact_correct_zh",
+        "explanation_contradicts_verdict")
 
 
 def run_variant(root: Path, params: dict, name: str, seed: int, pairs: int) -> dict:

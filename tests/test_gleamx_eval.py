@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from data_assets.errors import DataError
 from data_assets.gleamx import facts
-from gleam_models.gleamx import baselines, fact_check, text_metrics
+from gleam_models.gleamx import baselines, consistency, fact_check, text_metrics
 from gleam_models.gleamx.evaluate import SystemRun, eval_set_info, evaluate_gleamx, stratified_subset
 from gleam_models.gleamx.report import markdown_table, write_report
 from gleam_models.gleamx.verdict_metrics import grouped_verdict_metrics, verdict_metrics, wilson_interval
@@ -170,6 +171,87 @@ def test_teacher_explanations_of_real_ground_truth_check_out(embedded_dir):
     assert summary["unverifiable_share"] == 0.0 and summary["facts_per_answer"] > 2
 
 
+# --- verdict / explanation agreement ---------------------------------------------------------------
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_teacher_stance_sentence_is_read_and_no_fact_sentence_has_one(lang):
+    views = list(facts.VIEW_NAMES[lang].values())
+    for stance, groups in (("match", (facts.OPEN_MATCH, facts.CLOSE_MATCH)),
+                           ("no_match", (facts.OPEN_NO_MATCH, facts.CLOSE_NO_MATCH, facts.CLOSE_SIMILAR))):
+        for template in (t for g in groups for t in g[lang] if t):
+            for view in views:
+                sentence = template.format(view=view)
+                assert consistency.sentence_stance(sentence, lang) == stance, sentence
+    fill = {"fact": "x", "shared": "x", "q": "x", "s": "y", "name": "x", "view": views[0]}
+    for group in (facts.SHARED, facts.CONTRAST, facts.SIMILAR, facts.SMALL_DIFFERENCE):
+        for template in group[lang]:
+            assert consistency.sentence_stance(template.format(**fill), lang) is None, template
+    assert consistency.sentence_stance(facts.UNRELATED[lang].format(**fill), lang) is None
+
+
+def test_teacher_explanations_agree_with_their_labels(embedded_dir):
+    import csv
+
+    manifest = list(csv.DictReader((embedded_dir / "manifest.csv").open(encoding="utf-8")))
+    for truths, q, s, modality, lang in _teacher_pairs(manifest):
+        label = "match" if q == s else "no_match"
+        text = facts.explain(truths[q], truths[s], label, modality, lang, 0, f"{q}|{s}")["explanation"]
+        assert consistency.explanation_stance(text, lang) == label, text
+
+
+def test_dropping_restatements_keeps_every_fact_and_no_stance(embedded_dir):
+    import csv
+
+    manifest = list(csv.DictReader((embedded_dir / "manifest.csv").open(encoding="utf-8")))
+    for truths, q, s, modality, lang in _teacher_pairs(manifest):
+        label = "match" if q == s else "no_match"
+        text = facts.explain(truths[q], truths[s], label, modality, lang, 0, f"{q}|{s}")["explanation"]
+        kept = consistency.without_restatements(text, lang)
+        assert fact_check.parse_facts(kept, lang) == fact_check.parse_facts(text, lang), text
+        assert consistency.explanation_stance(kept, lang) is None, kept
+
+
+def test_run_fingerprint_changes_only_when_restatements_are_dropped(tmp_path):
+    from gleam_models.gleamx.config import GleamXModelConfig, GleamXTrainConfig
+    from gleam_models.gleamx.train import run_fingerprint
+
+    (tmp_path / "train.jsonl").write_text("{}\n")
+    model = GleamXModelConfig(vision_checkpoint=str(tmp_path / "none.safetensors"))
+    plain = GleamXTrainConfig()
+    fp = lambda t: run_fingerprint(model, t, tmp_path, tmp_path)  # noqa: E731
+    assert fp(plain) == fp(GleamXTrainConfig(drop_verdict_restatements=False))
+    assert fp(plain) != fp(plain.model_copy(update={"drop_verdict_restatements": True}))
+
+
+def test_dropped_restatement_leaves_room_for_a_fact_sentence():
+    from gleam_models.gleamx.data import answer_for
+
+    chars = lambda text, add_special_tokens=False: {"input_ids": list(text)}  # noqa: E731 - one token per character
+    expl = "这张无人机照片与卫星影像切片拍摄的是同一地点。两者都显示以树木为主的地表（约占 60%）。布局一致，因此判定为匹配。"
+    r = SimpleNamespace(explanation=expl, label="match", language="zh")
+    kept = answer_for(r, chars, 2, False, 40, verdict_first=True)
+    dropped = answer_for(r, chars, 2, False, 40, verdict_first=True, drop_restatements=True)
+    assert kept == "结论：匹配\n这张无人机照片与卫星影像切片拍摄的是同一地点。"
+    assert dropped == "结论：匹配\n两者都显示以树木为主的地表（约占 60%）。"
+
+
+def test_consistency_metrics_on_hand_made_answers():
+    texts = ["Verdict: match\nThe drone photo and the satellite tile show the same place.",  # agrees
+             "Verdict: no match\nThese two images show the same location.",  # contradicts
+             "结论：不匹配\n这张无人机照片与卫星影像切片拍摄的是同一地点。",  # contradicts (the case seen)
+             "结论：不匹配\n无人机照片与卫星影像并不吻合。",  # agrees: 不吻合 is not read as 吻合
+             "Verdict: match\nBoth show 5 buildings.",  # no stance
+             "The drone photo matches the satellite tile. These differences rule out a match.",  # mixed, no verdict
+             None]
+    verdicts = ["match", "no_match", "no_match", "no_match", "match", None, None]
+    langs = ["en", "en", "zh", "zh", "en", "en", "en"]
+    assert [consistency.explanation_stance(t, lang) for t, lang in zip(texts, langs)] == [
+        "match", "match", "match", "no_match", None, "mixed", None]
+    m = consistency.consistency_metrics(texts, verdicts, langs)
+    assert m["overall"] == {"n": 7, "judged": 4, "agrees": 0.5, "contradicts": 2 / 7, "no_stance": 2 / 7}
+    assert m["language"]["zh"] == {"n": 2, "judged": 2, "agrees": 0.5, "contradicts": 0.5, "no_stance": 0.0}
+
+
 # --- the cosine baseline -----------------------------------------------------------------------------
 
 def test_threshold_is_tuned_for_accuracy():
@@ -245,6 +327,7 @@ def test_metrics_json_written_whole_with_fingerprints(tmp_path, sbert):
                                                                                           "fp-gleamc"]
     assert m["gleamx"]["accuracy"] == 1.0 and m["cosine_threshold"]["accuracy"] == 0.5
     assert m["gleamx"]["hallucination"] == pytest.approx(1 / 13, abs=1e-4)  # 3 x 4 true facts + 1 false count
+    assert m["gleamx"]["explanation_agrees_with_verdict"] == 1.0 and m["gleamx"]["explanation_contradicts_verdict"] == 0
     assert "sbert" not in m["label_only"] and m["eval_set"]["sha256"] and m["eval_set"]["pairs"] == 4
     assert all(len(str(v).split(".")[-1]) <= 4 for v in m["gleamx"].values() if isinstance(v, float))
     before = out.read_bytes()

@@ -66,6 +66,10 @@ class GleamXTrainConfig(Section):
     # keep the first N sentences of each explanation (null = all); the verdict line is always kept
     answer_sentences: int | None = Field(default=2, ge=1)
     label_only: bool = False  # the paper's ablation: the answer is the verdict line alone
+    # drop explanation sentences that only restate the verdict (a stance and no fact, e.g. "These two
+    # images show the same location."): the verdict line says it, and within max_answer_tokens the
+    # room goes to evidence (Chinese answers otherwise lose their first fact sentence to the budget)
+    drop_verdict_restatements: bool = False
     # loss weight of the verdict line's tokens against 1 for each explanation token (chosen on val;
     # kind=llava only, a VLM's processor batches carry no weights)
     verdict_loss_weight: float = Field(default=5.0, gt=0)

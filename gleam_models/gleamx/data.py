@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from data_assets.errors import DataError
 from data_assets.gleamx.schema import GleamXRecord, read_records
 from data_assets.io import atomic_path, clean_stale_temporaries, sha256_file, sha256_text
+from gleam_models.gleamx.consistency import without_restatements
 from gleam_models.gleamx.prompts import COSINE_MARKER, IMAGE_MARKER, MARKERS, build_answer, prompt_text
 
 IGNORE = -100
@@ -68,9 +69,10 @@ def train_val_records(records_dir: Path, val_fraction: float, seed: int) -> tupl
 
 
 def answer_for(record: GleamXRecord, tokenizer, sentences: int | None, label_only: bool, max_tokens: int,
-               verdict_first: bool = False) -> str:
+               verdict_first: bool = False, drop_restatements: bool = False) -> str:
     fits = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1 <= max_tokens  # noqa: E731
-    return build_answer(record.explanation, record.label, record.language, sentences, label_only, fits, verdict_first)
+    explanation = without_restatements(record.explanation, record.language) if drop_restatements else record.explanation
+    return build_answer(explanation, record.label, record.language, sentences, label_only, fits, verdict_first)
 
 
 # ----------------------------------------------------------------------------- tokenisation

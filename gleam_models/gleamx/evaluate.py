@@ -19,6 +19,7 @@ from data_assets.errors import DataError
 from data_assets.gleamx.pairs import stable_int
 from data_assets.io import sha256_file, write_json
 from data_assets.gleamx.schema import record_field as _get
+from gleam_models.gleamx.consistency import consistency_metrics
 from gleam_models.gleamx.fact_check import fact_metrics
 from gleam_models.metrics_file import relative_path, rounded
 from gleam_models.gleamx.text_metrics import text_metrics
@@ -152,7 +153,12 @@ def evaluate_system(records: Sequence[Any], run: SystemRun, truths: dict[str, di
             t, f = text["per_language"][lang], facts["language"].get(lang, {})
             headline |= {f"sbert_{lang}": t["sbert"], f"bleu4_{lang}": t["bleu4"], f"rouge_l_{lang}": t["rouge_l"],
                          f"fact_correct_{lang}": f.get("correct_share"), f"hallucination_{lang}": f.get("hallucination_rate")}
-        details |= {"text": text, "facts": facts}
+        agreement = consistency_metrics(run.texts, verdicts, langs)
+        headline |= {"explanation_agrees_with_verdict": agreement["overall"]["agrees"],
+                     "explanation_contradicts_verdict": agreement["overall"]["contradicts"]}
+        headline |= {f"explanation_contradicts_verdict_{lang}": m["contradicts"]
+                     for lang, m in agreement["language"].items()}
+        details |= {"text": text, "facts": facts, "consistency": agreement}
     return headline, details
 
 

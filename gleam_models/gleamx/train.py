@@ -41,7 +41,8 @@ def run_fingerprint(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, 
     cfg = {"model": model_cfg.model_dump(mode="json", exclude=set() if model_cfg.fact_hints
                                          else {"fact_hints", "fact_hint_languages"}),
            "train": train_cfg.model_dump(mode="json", exclude={"progress", "gen_batch_size", "max_new_tokens",
-                                                               "checkpoint_every_steps", "keep_checkpoints"}),
+                                                               "checkpoint_every_steps", "keep_checkpoints"}
+                                         | (set() if train_cfg.drop_verdict_restatements else {"drop_verdict_restatements"})),
            "data": sha256_file(Path(records_dir) / "train.jsonl")}
     if model_cfg.kind == "llava":
         from gleam_models.checkpoint import weights_fingerprint
@@ -100,7 +101,7 @@ def _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir, train, tru
                                                   model_cfg.fact_hint_languages)
     cfg = model.config
     answers = [answer_for(r, tok, train_cfg.answer_sentences, train_cfg.label_only, train_cfg.max_answer_tokens,
-                          cfg.verdict_first) for r in subset]
+                          cfg.verdict_first, train_cfg.drop_verdict_restatements) for r in subset]
     examples = [training_example(tok, prompt_ids(tok, r.modality, r.language, cfg.use_cosine, cfg.tokens_per_image,
                                                  cfg.image_token_id, cfg.verdict_first, hint), a)
                 for r, a, hint in zip(subset, answers, hints)]
@@ -173,7 +174,8 @@ def _prepare_vlm(model_cfg, train_cfg, subset, base_dir):
     for r in subset:
         prompt, full = prompt_and_full(processor, r.modality, r.language,
                                        answer_for(r, tok, train_cfg.answer_sentences, train_cfg.label_only,
-                                                  train_cfg.max_answer_tokens, model_cfg.verdict_first),
+                                                  train_cfg.max_answer_tokens, model_cfg.verdict_first,
+                                                  train_cfg.drop_verdict_restatements),
                                        model_cfg.verdict_first)
         pair = record_pair(r, base_dir)
         rows.append((prompt, full, pair.query_path, pair.satellite_path))
