@@ -34,12 +34,15 @@ VARIANTS = {  # name: (gleamx_model overrides, gleamx_train overrides)
     # the sentences that only restate the verdict dropped from the answers: the budget goes to facts
     "first_w5_hints_drop": ({"verdict_first": True, "fact_hints": True},
                             {"verdict_loss_weight": 5.0, "drop_verdict_restatements": True}),
+    # the restating sentences kept, their tokens weighted like the verdict's (their stance tied to it)
+    "first_w5_hints_rw5": ({"verdict_first": True, "fact_hints": True},
+                           {"verdict_loss_weight": 5.0, "restatement_loss_weight": 5.0}),
     "first_w5_hints_drop_zh": ({"verdict_first": True, "fact_hints": True, "fact_hint_languages": ["en", "zh"]},
                                {"verdict_loss_weight": 5.0, "drop_verdict_restatements": True}),
 }
 KEYS = ("accuracy", "unparseable", "predicted_match_share", "sbert", "fact_correct", "hallucination",
         "accuracy_language_en", "accuracy_language_zh", "sbert_en", "sbert_zh", "fact_correct_en", "fact_correct_zh",
-        "explanation_contradicts_verdict")
+        "explanation_contradicts_verdict", "explanation_contradicts_verdict_en", "explanation_contradicts_verdict_zh")
 
 
 def run_variant(root: Path, params: dict, name: str, seed: int, pairs: int) -> dict:

@@ -120,14 +120,20 @@ def register(app: typer.Typer) -> None:
                                    max_new_tokens=project.cfg.gleamx_train.max_new_tokens)
         items = [ExplainInput(Path(r["query_path"]), Path(r["satellite_path"]), r["modality"], r["language"]) for r in rows]
         outputs = explainer.explain(items, batch_size=batch_size)
+        from gleam_models.gleamx.consistency import explanation_stance
+
+        stances = [explanation_stance(o.text, r["language"]) for r, o in zip(rows, outputs)]
         if pairs is None:
-            o = outputs[0]
+            o, stance = outputs[0], stances[0]
             typer.echo(f"verdict: {o.verdict or 'none (no verdict line)'}")
             typer.echo(o.text)
+            if stance is not None and o.verdict is not None and stance != o.verdict:
+                typer.echo(f"warning: the explanation reads as {stance!r}, the verdict line says {o.verdict!r}", err=True)
             return
         target = out or pairs.with_suffix(".explained.csv")
-        _write_csv(target, [{**r, "verdict": o.verdict or "", "explanation": o.text, "new_tokens": o.new_tokens,
-                             "seconds": round(o.seconds, 3)} for r, o in zip(rows, outputs)])
+        _write_csv(target, [{**r, "verdict": o.verdict or "", "explanation": o.text, "explanation_stance": stance or "",
+                             "new_tokens": o.new_tokens, "seconds": round(o.seconds, 3)}
+                            for r, o, stance in zip(rows, outputs, stances)])
         typer.echo(f"{len(rows)} pairs -> {target} ({explainer.tokens_per_s:.0f} tokens/s)")
 
     @app.command("gleamx-merge")

@@ -102,7 +102,7 @@ def test_stage_trains_both_models_then_explain_and_merge_work(tmp_path):
     assert batch.returncode == 0, batch.stderr
     import csv
     rows = list(csv.DictReader((tmp_path / "answers.csv").open()))
-    assert len(rows) == 2 and {"verdict", "explanation", "new_tokens"} <= set(rows[0])
+    assert len(rows) == 2 and {"verdict", "explanation", "explanation_stance", "new_tokens"} <= set(rows[0])
     merged = gleam("gleamx-merge", cwd=tmp_path)
     assert merged.returncode == 0, merged.stderr
     assert (tmp_path / "models" / "gleamx_merged" / "model.safetensors").is_file()

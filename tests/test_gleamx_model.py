@@ -143,6 +143,12 @@ def test_verdict_tokens_weigh_more_in_the_loss(tiny):
     assert len(weights) == len(target)
     heavy = [t for t, w in zip(target, weights) if w == 5.0]
     assert tok.decode(heavy).strip() == "Verdict: no match" and weights[-1] == 1.0
+    restated = "Verdict: no match\nThese two images show two different locations. Both show 2 buildings."
+    from gleam_models.gleamx.consistency import restatements
+    w2 = verdict_weights(tok, restated, "Verdict: no match", 5.0, restatements(restated, "en"), 3.0)
+    ids2 = tok(restated, add_special_tokens=False)["input_ids"]
+    assert tok.decode([t for t, w in zip(ids2, w2) if w == 3.0]).strip() == "These two images show two different locations."
+    assert tok.decode([t for t, w in zip(ids2, w2) if w == 1.0]).strip() == "Both show 2 buildings."
     prompt = prompt_ids(tok, "uav", "en", cfg.use_cosine, cfg.tokens_per_image, cfg.image_token_id)
     ids, labels = training_example(tok, prompt, answer)
     x, y = torch.tensor([ids]), torch.tensor([labels])

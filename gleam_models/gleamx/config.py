@@ -73,6 +73,9 @@ class GleamXTrainConfig(Section):
     # loss weight of the verdict line's tokens against 1 for each explanation token (chosen on val;
     # kind=llava only, a VLM's processor batches carry no weights)
     verdict_loss_weight: float = Field(default=5.0, gt=0)
+    # loss weight of the explanation sentences that restate the verdict ("…拍摄的[不]是同一地点"): at 1
+    # their one deciding character is not tied to the verdict and the text contradicts it (README)
+    restatement_loss_weight: float = Field(default=1.0, gt=0)
     train_subsample: int | None = Field(default=320, ge=1)  # stratified by modality/language/label; null = all
     val_fraction: float = Field(default=0.15, gt=0, lt=1)  # when val.jsonl is empty: share of train LOCATIONS held out
     gen_batch_size: int = Field(default=32, ge=1)  # generation batch (left padding, KV cache)

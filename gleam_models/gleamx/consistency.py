@@ -35,9 +35,18 @@ def sentence_stance(sentence: str, lang: str) -> str | None:
     return next((stance for stance, pattern in STANCE_PATTERNS[lang] if pattern.search(sentence)), None)
 
 
+def is_restatement(sentence: str, lang: str) -> bool:
+    """A sentence that states a stance and no fact: it only restates the verdict."""
+    return sentence_stance(sentence, lang) is not None and not parse_facts(sentence, lang)
+
+
+def restatements(text: str, lang: str) -> list[str]:
+    return [s for s in split_sentences(explanation_part(text), lang) if is_restatement(s, lang)]
+
+
 def without_restatements(explanation: str, lang: str) -> str:
-    """The explanation minus its sentences that state a stance and no fact (they only restate the verdict)."""
-    kept = [s for s in split_sentences(explanation, lang) if not (sentence_stance(s, lang) and not parse_facts(s, lang))]
+    """The explanation minus the sentences that only restate the verdict."""
+    kept = [s for s in split_sentences(explanation, lang) if not is_restatement(s, lang)]
     return ("" if lang == "zh" else " ").join(kept)
 
 

@@ -10,6 +10,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -97,14 +98,16 @@ def training_example(tokenizer, prompt: list[int], answer: str) -> tuple[list[in
     return prompt + target, [IGNORE] * len(prompt) + target
 
 
-def verdict_weights(tokenizer, answer: str, verdict: str, weight: float) -> list[float]:
+def verdict_weights(tokenizer, answer: str, verdict: str, weight: float,
+                    restated: Sequence[str] = (), restated_weight: float = 1.0) -> list[float]:
     """Loss weight per target token of `answer` (+ end-of-turn): `weight` on the tokens that spell
-    the verdict line, 1 elsewhere. The decision is one or two tokens among ~60 explanation tokens;
+    the verdict line, `restated_weight` on those of the `restated` sentences (the ones that restate
+    the verdict), 1 elsewhere. The decision is one or two tokens among ~60 explanation tokens;
     without extra weight the explanation's loss drowns it (label-only training sees nothing else)."""
     enc = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
-    start = answer.rfind(verdict)
-    end = start + len(verdict)
-    weights = [weight if start >= 0 and a < end and b > start else 1.0 for a, b in enc["offset_mapping"]]
+    spans = [(answer.rfind(verdict), len(verdict), weight)] + [(answer.find(s), len(s), restated_weight) for s in restated]
+    spans = [(start, start + n, w) for start, n, w in spans if start >= 0]
+    weights = [max([w for start, end, w in spans if a < end and b > start], default=1.0) for a, b in enc["offset_mapping"]]
     return weights + [1.0]
 
 

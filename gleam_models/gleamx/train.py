@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from data_assets.errors import ConfigError, DataError
 from data_assets.io import atomic_directory, atomic_path, read_json, sha256_file, sha256_text, write_json, write_text
 from gleam_models.gleamx.build import add_lora, build_model, save_trained
+from gleam_models.gleamx.consistency import restatements
 from gleam_models.gleamx.config import GleamXModelConfig, GleamXTrainConfig
 from gleam_models.gleamx.data import (FeatureCache, answer_for, pad_batch, prompt_ids, record_pair,
                                       stratified_subsample, stratum, train_val_records, training_example,
@@ -42,7 +43,8 @@ def run_fingerprint(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, 
                                          else {"fact_hints", "fact_hint_languages"}),
            "train": train_cfg.model_dump(mode="json", exclude={"progress", "gen_batch_size", "max_new_tokens",
                                                                "checkpoint_every_steps", "keep_checkpoints"}
-                                         | (set() if train_cfg.drop_verdict_restatements else {"drop_verdict_restatements"})),
+                                         | (set() if train_cfg.drop_verdict_restatements else {"drop_verdict_restatements"})
+                                         | (set() if train_cfg.restatement_loss_weight != 1.0 else {"restatement_loss_weight"})),
            "data": sha256_file(Path(records_dir) / "train.jsonl")}
     if model_cfg.kind == "llava":
         from gleam_models.checkpoint import weights_fingerprint
@@ -106,9 +108,10 @@ def _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir, train, tru
                                                  cfg.image_token_id, cfg.verdict_first, hint), a)
                 for r, a, hint in zip(subset, answers, hints)]
     weights = None
-    if train_cfg.verdict_loss_weight != 1.0:
+    if train_cfg.verdict_loss_weight != 1.0 or train_cfg.restatement_loss_weight != 1.0:
         weights = [[0.0] * (len(ids) - len(w)) + w for (ids, _), w in
-                   ((e, verdict_weights(tok, a, verdict_line(r.label, r.language), train_cfg.verdict_loss_weight))
+                   ((e, verdict_weights(tok, a, verdict_line(r.label, r.language), train_cfg.verdict_loss_weight,
+                                        restatements(a, r.language), train_cfg.restatement_loss_weight))
                     for e, a, r in zip(examples, answers, subset))]
     if len(cosine) > 1:
         model.config.cosine_mean, model.config.cosine_std = float(cosine.mean()), float(cosine.std())
