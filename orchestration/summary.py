@@ -39,12 +39,14 @@ def gleamc_lines(doc: dict | None) -> list[str]:
 def gleamx_lines(doc: dict | None) -> list[str]:
     if not doc:
         return []
-    lines = ["| system | accuracy | 95% CI | F1 | fact correct | hallucination |", "|---|---|---|---|---|---|"]
+    lines = ["| system | accuracy | 95% CI | F1 | fact correct | hallucination | text contradicts verdict |",
+             "|---|---|---|---|---|---|---|"]
     for name, m in doc.items():
         if isinstance(m, dict) and "accuracy" in m:
             ci = m.get("accuracy_ci95") or [None, None]
             lines.append(f"| {name} | {_pct(m['accuracy'])} | {_pct(ci[0])}-{_pct(ci[1])} | {_pct(m.get('f1'))} | "
-                         f"{_pct(m.get('fact_correct'))} | {_pct(m.get('hallucination'))} |")
+                         f"{_pct(m.get('fact_correct'))} | {_pct(m.get('hallucination'))} | "
+                         f"{_pct(m.get('explanation_contradicts_verdict'))} |")
     n = doc.get("eval_set", {}).get("pairs")
     return [f"GLEAM-X verdicts on {n or '?'} stratified test pairs:", *lines]
 

@@ -19,7 +19,8 @@ def test_gleamx_table_comes_from_the_evaluation_writer(tmp_path):
                     {}, out, eval_set_info(records_file, 4, records, None, 0))
     lines = gleamx_lines(json.loads(out.read_text()))
     assert lines[0].startswith("GLEAM-X verdicts on 4 ")
-    assert lines[-1].startswith("| cosine_threshold | 75.0 |")
+    assert lines[-1].startswith("| cosine_threshold | 75.0 |") and lines[-1].endswith("| - |")
+    assert lines[1].endswith("| text contradicts verdict |")
 
 
 def test_gleamc_and_export_tables_tolerate_missing_directions_and_name_failed_variants():
