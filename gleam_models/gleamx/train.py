@@ -33,6 +33,10 @@ from gleam_models.gleamx.data import (FeatureCache, answer_for, pad_batch, promp
 from gleam_models.gleamx.fact_probes import PROBES_FILE, FactProbes, cross_fitted, hint_text
 from gleam_models.gleamx.prompts import verdict_line
 
+# training options added after runs were fingerprinted: in the fingerprint only when set away from
+# their default, so runs made before them keep their fingerprints (and are not retrained)
+LATER_TRAIN_OPTIONS = ("drop_verdict_restatements", "restatement_loss_weight")
+
 
 def run_fingerprint(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, records_dir: Path,
                     base_dir: Path | None = None, truths: dict[str, dict] | None = None) -> str:
@@ -43,8 +47,8 @@ def run_fingerprint(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, 
                                          else {"fact_hints", "fact_hint_languages"}),
            "train": train_cfg.model_dump(mode="json", exclude={"progress", "gen_batch_size", "max_new_tokens",
                                                                "checkpoint_every_steps", "keep_checkpoints"}
-                                         | (set() if train_cfg.drop_verdict_restatements else {"drop_verdict_restatements"})
-                                         | (set() if train_cfg.restatement_loss_weight != 1.0 else {"restatement_loss_weight"})),
+                                         | {k for k in LATER_TRAIN_OPTIONS
+                                            if getattr(train_cfg, k) == GleamXTrainConfig.model_fields[k].default}),
            "data": sha256_file(Path(records_dir) / "train.jsonl")}
     if model_cfg.kind == "llava":
         from gleam_models.checkpoint import weights_fingerprint
@@ -109,9 +113,10 @@ def _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir, train, tru
                 for r, a, hint in zip(subset, answers, hints)]
     weights = None
     if train_cfg.verdict_loss_weight != 1.0 or train_cfg.restatement_loss_weight != 1.0:
+        restated = lambda a, lang: restatements(a, lang) if train_cfg.restatement_loss_weight != 1.0 else ()  # noqa: E731
         weights = [[0.0] * (len(ids) - len(w)) + w for (ids, _), w in
                    ((e, verdict_weights(tok, a, verdict_line(r.label, r.language), train_cfg.verdict_loss_weight,
-                                        restatements(a, r.language), train_cfg.restatement_loss_weight))
+                                        restated(a, r.language), train_cfg.restatement_loss_weight))
                     for e, a, r in zip(examples, answers, subset))]
     if len(cosine) > 1:
         model.config.cosine_mean, model.config.cosine_std = float(cosine.mean()), float(cosine.std())
