@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 from data_assets.gleamx.schema import read_records
-from data_assets.io import write_json
+from data_assets.io import sha256_file, write_json
+from gleam_models.checkpoint import weights_fingerprint
 from gleam_models.data import decode_resized
 from gleam_models.embed import embed_arrays
 from gleam_models.encoder import load_encoder
@@ -85,8 +86,8 @@ def main() -> None:
     train = labelled_images(project.data_dir / "gleamx" / "train.jsonl", truths)
     val = labelled_images(project.data_dir / "gleamx" / "val.jsonl", truths)
     model_cfg = project.cfg.model
-    encoders = {"phase2": load_encoder(model_cfg, project.path(project.cfg.gleamx_model.vision_checkpoint)),
-                "imagenet": load_encoder(model_cfg, None)}
+    tower = project.path(project.cfg.gleamx_model.vision_checkpoint)
+    encoders = {"phase2": load_encoder(model_cfg, tower), "imagenet": load_encoder(model_cfg, None)}
     f_train = features(encoders, list(train), project.root, model_cfg.input_size)
     f_val = features(encoders, list(val), project.root, model_cfg.input_size)
     variants = {"phase-2 embedding (the model's)": ["phase2"], "phase-2 embedding + colour": ["phase2", "colour"],
@@ -96,12 +97,14 @@ def main() -> None:
         x_train, x_val = (np.hstack([f[p] for p in parts]) for f in (f_train, f_val))
         probes = FactProbes.fit(x_train, [v for _, v in train], [truths[loc] for loc in train.values()])
         rows[name] = fact_accuracy(probes.read(x_val, [v for _, v in val]), list(val.values()), truths)
-    print(f"probes fitted on {len(train)} training images, read on {len(val)} val images")
+    produced_by = {"phase2_fingerprint": weights_fingerprint(tower), "imagenet": model_cfg.backbone,
+                   "manifest_sha256": sha256_file(project.validated_manifest)}
+    print(f"probes fitted on {len(train)} training images, read on {len(val)} val images; tower {produced_by['phase2_fingerprint']}")
     print("| features | dominant class right | share within 10 pts | all facts true | facts |")
     print("| --- | --- | --- | --- | --- |")
     for name, r in rows.items():
         print(f"| {name} | {100 * r['dominant']:.1f}% | {100 * r['share']:.1f}% | {100 * r['all']:.1f}% | {r['facts']} |")
-    write_json(args.out, {"split": "val", "train_images": len(train), "val_images": len(val), "rows": rows})
+    write_json(args.out, {"split": "val", "train_images": len(train), "val_images": len(val), **produced_by, "rows": rows})
     print(args.out)
 
 
