@@ -40,6 +40,12 @@ VARIANTS = {  # name: (gleamx_model overrides, gleamx_train overrides)
     "first_w5_hints_drop_zh": ({"verdict_first": True, "fact_hints": True, "fact_hint_languages": ["en", "zh"]},
                                {"verdict_loss_weight": 5.0, "drop_verdict_restatements": True}),
 }
+# inference-only variants: name -> (the trained variant they reuse, GleamXTrainConfig inference overrides)
+INFERENCE_VARIANTS = {
+    # decoding may not restate the opposite of the verdict line (stance.py)
+    "first_w5_hints_guard": ("first_w5_hints", {"stance_guard": True}),
+    "first_w5_hints_drop_guard": ("first_w5_hints_drop", {"stance_guard": True}),
+}
 KEYS = ("accuracy", "unparseable", "predicted_match_share", "sbert", "fact_correct", "hallucination",
         "accuracy_language_en", "accuracy_language_zh", "sbert_en", "sbert_zh", "fact_correct_en", "fact_correct_zh",
         "explanation_contradicts_verdict", "explanation_contradicts_verdict_en", "explanation_contradicts_verdict_zh")
@@ -54,16 +60,18 @@ def run_variant(root: Path, params: dict, name: str, seed: int, pairs: int) -> d
     from gleam_models.gleamx.text_metrics import load_sbert
     from gleam_models.gleamx.train import train_gleamx
 
-    model_over, train_over = VARIANTS[name]
+    trained, infer_over = INFERENCE_VARIANTS.get(name, (name, {}))
+    model_over, train_over = VARIANTS[trained]
     mcfg = GleamXModelConfig(**{**params["gleamx_model"], **model_over})
-    tcfg = GleamXTrainConfig(**{**params["gleamx_train"], **train_over, "seed": seed, "progress": False})
-    out = root / "reports" / "benchmarks" / "gleamx_format" / f"{name}-s{seed}"
+    tcfg = GleamXTrainConfig(**{**params["gleamx_train"], **train_over, **infer_over, "seed": seed, "progress": False})
+    out = root / "reports" / "benchmarks" / "gleamx_format" / f"{trained}-s{seed}"  # a finished run is reused
     truths = truths_from_manifest(root / "data" / "validated" / "manifest.parquet")
     t0 = time.perf_counter()
     train_gleamx(mcfg, tcfg, root / "data" / "gleamx", root, out, root / ".cache", truths=truths if mcfg.fact_hints else None)
     train_s = time.perf_counter() - t0
     records = evaluate.stratified_subset(read_records(root / "data" / "gleamx" / "val.jsonl"), pairs, 0)
-    explainer = load_explainer(out, cache_dir=root / ".cache", base_dir=root, max_new_tokens=tcfg.max_new_tokens)
+    explainer = load_explainer(out, cache_dir=root / ".cache", base_dir=root, max_new_tokens=tcfg.max_new_tokens,
+                               stance_guard=tcfg.stance_guard)
     run = evaluate.run_explainer(name, explainer, records, root, "study", tcfg.gen_batch_size,
                                  explains=not tcfg.label_only)
     sbert = None if tcfg.label_only else load_sbert(params["gleamx_eval"]["sbert_model"])
@@ -85,7 +93,7 @@ def main() -> None:
     ap.add_argument("--project", type=Path, default=Path.cwd())
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--variants", nargs="+", default=["last_w1", "first_w1", "first_w5", "label_only"],
-                    choices=sorted(VARIANTS))
+                    choices=sorted([*VARIANTS, *INFERENCE_VARIANTS]))
     ap.add_argument("--pairs", type=int, default=96)
     args = ap.parse_args()
     root = args.project.resolve()

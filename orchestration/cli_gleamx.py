@@ -117,7 +117,8 @@ def register(app: typer.Typer) -> None:
         from gleam_models.gleamx.generate import ExplainInput, load_explainer
 
         explainer = load_explainer(model_dir, cache_dir=project.cache_dir, base_dir=project.root,
-                                   max_new_tokens=project.cfg.gleamx_train.max_new_tokens)
+                                   max_new_tokens=project.cfg.gleamx_train.max_new_tokens,
+                                   stance_guard=project.cfg.gleamx_train.stance_guard)
         items = [ExplainInput(Path(r["query_path"]), Path(r["satellite_path"]), r["modality"], r["language"]) for r in rows]
         outputs = explainer.explain(items, batch_size=batch_size)
         from gleam_models.gleamx.consistency import explanation_stance
@@ -132,7 +133,8 @@ def register(app: typer.Typer) -> None:
             return
         target = out or pairs.with_suffix(".explained.csv")
         _write_csv(target, [{**r, "verdict": o.verdict or "", "explanation": o.text, "explanation_stance": stance or "",
-                             "new_tokens": o.new_tokens, "seconds": round(o.seconds, 3)}
+                             "stance_guard_changed": o.stance_changed, "new_tokens": o.new_tokens,
+                             "seconds": round(o.seconds, 3)}
                             for r, o, stance in zip(rows, outputs, stances)])
         typer.echo(f"{len(rows)} pairs -> {target} ({explainer.tokens_per_s:.0f} tokens/s)")
 

@@ -102,7 +102,8 @@ def gleamx_evaluation(project: Project) -> StageResult:
     for name, model_dir, explains in [("gleamx", project.models_dir / "gleamx", True),
                                       ("label_only", project.models_dir / "gleamx_label_only", False)]:
         fingerprint = model_dir_fingerprint(model_dir)
-        systems.append(evaluate.run_explainer(name, load_explainer(model_dir, **load), records, project.root,
+        explainer = load_explainer(model_dir, stance_guard=train_cfg.stance_guard, **load)
+        systems.append(evaluate.run_explainer(name, explainer, records, project.root,
                                               fingerprint, train_cfg.gen_batch_size, explains=explains))
     base = load_base_explainer(project.cfg.gleamx_model, seed=train_cfg.seed, **load)
     base_fp = f"untuned:lm={base.meta['lm_fingerprint']},vision={gleamc_fp}"  # the LM as shipped, on this tower

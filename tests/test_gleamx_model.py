@@ -275,6 +275,12 @@ def test_save_load_and_merge_round_trip_same_logits(tiny, tmp_path):
     # batched generation (left padding) gives what one-by-one generation gives
     ex = load_explainer(tmp_path / "m", cache_dir=tmp_path / "cache", base_dir=root, max_new_tokens=5)
     assert [o.text for o in ex.explain(items, 2)] == [o.text for o in ex.explain(items, 1)]
+    # the stance guard (stance.py) runs inside generate(); it touches no answer it did not change
+    guarded = load_explainer(tmp_path / "m", cache_dir=tmp_path / "cache", base_dir=root, max_new_tokens=5,
+                             stance_guard=True)
+    assert guarded.stance_guard
+    for o, plain in zip(guarded.explain(items, 2), ex.explain(items, 2)):
+        assert o.text == plain.text or o.stance_changed > 0
 
 
 def test_explainer_rejects_bad_input(tiny, tmp_path):
@@ -315,6 +321,8 @@ def test_off_the_shelf_vlm_path_trains_saves_merges_and_explains(tiny, tmp_path)
     assert len(outs) == 2 and all(0 < o.new_tokens <= 6 for o in outs)
     merged = load_explainer(merge(tmp_path / "m", tmp_path / "merged", root, None), max_new_tokens=6)
     assert [o.text for o in merged.explain(items, 2)] == [o.text for o in outs]
+    guarded = load_explainer(tmp_path / "m", max_new_tokens=6, stance_guard=True)  # the processor's ids hold the prompt
+    assert all(o.text == p.text or o.stance_changed for o, p in zip(guarded.explain(items, 2), outs))
     base = load_base_explainer(cfg, base_dir=root, max_new_tokens=6).explain(items[:1], 1)
     assert base[0].new_tokens > 0
 

@@ -55,6 +55,8 @@ def run_explainer(name: str, explainer, records: Sequence[Any], base_dir: Path, 
     outputs = explainer.explain(items, batch_size=batch_size)
     tokens, seconds = sum(o.new_tokens for o in outputs), sum(o.seconds for o in outputs)
     info = {"new_tokens": tokens, "batch_size": batch_size, "cosine_given": cosines is not None}
+    if getattr(explainer, "stance_guard", False):  # answers whose greedy choice the guard changed (stance.py)
+        info["stance_guard_changed"] = sum(o.stance_changed > 0 for o in outputs)
     timing = {"generation_s": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 2) if seconds else None}
     return SystemRun(name, fingerprint, [o.text for o in outputs], [o.verdict for o in outputs], explains, info,
                      timing)

@@ -46,7 +46,8 @@ def run_fingerprint(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, 
     cfg = {"model": model_cfg.model_dump(mode="json", exclude=set() if model_cfg.fact_hints
                                          else {"fact_hints", "fact_hint_languages"}),
            "train": train_cfg.model_dump(mode="json", exclude={"progress", "gen_batch_size", "max_new_tokens",
-                                                               "checkpoint_every_steps", "keep_checkpoints"}
+                                                               "stance_guard", "checkpoint_every_steps",
+                                                               "keep_checkpoints"}
                                          | {k for k in LATER_TRAIN_OPTIONS
                                             if getattr(train_cfg, k) == GleamXTrainConfig.model_fields[k].default}),
            "data": sha256_file(Path(records_dir) / "train.jsonl")}

@@ -129,8 +129,8 @@ def merge_vlm(model_dir: Path, out_dir: Path) -> Path:
 
 
 @torch.no_grad()
-def vlm_generate(model, processor, items, max_new_tokens: int,
-                 verdict_first: bool = False) -> tuple[list[list[int]], float]:
+def vlm_generate(model, processor, items, max_new_tokens: int, verdict_first: bool = False,
+                 logits_processor=None) -> tuple[list[list[int]], float]:
     """Greedy, batched with left padding, KV cache; returns the new token ids per item and seconds."""
     import time
 
@@ -142,5 +142,5 @@ def vlm_generate(model, processor, items, max_new_tokens: int,
     enc = processor(text=prompts, images=images, padding=True, return_tensors="pt").to(model.device)
     t0 = time.perf_counter()
     out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                         pad_token_id=processor.tokenizer.pad_token_id)
+                         pad_token_id=processor.tokenizer.pad_token_id, logits_processor=logits_processor)
     return out[:, enc["input_ids"].shape[1]:].cpu().tolist(), time.perf_counter() - t0
