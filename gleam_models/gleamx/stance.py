@@ -27,6 +27,8 @@ STANCE_TEMPLATES = {"match": (OPEN_MATCH, CLOSE_MATCH), "no_match": (OPEN_NO_MAT
 SENTENCE_ENDS = (".", "!", "?", "。", "！", "？", "\n")
 CONTEXT_CHARS = {"en": 10, "zh": 3}  # text before a fork that must match: " tile show", "拍摄的"
 MIN_CONTEXT_CHARS = 2  # a pair whose common start is shorter ("这些" is two) is not guarded
+# {the tokens right before a fork: {the other branch's token: the own branch's token, or None to ban it}}
+Forks = dict[tuple[int, ...], dict[int, int | None]]
 
 
 def stance_pairs(verdict: str, modality: str, language: str) -> list[tuple[str, str]]:
@@ -63,12 +65,12 @@ class StanceGuard(LogitsProcessor):
             if generated and self.tokenizer.decode(generated[-3:]).rstrip(" ").endswith(SENTENCE_ENDS):
                 self._sentence_ended(r, generated)
             if self.verdicts[r] is not None:
-                self._ban(r, generated[self.sentence_start[r]:], scores[r])
+                self._steer(r, generated[self.sentence_start[r]:], scores[r])
         return scores
 
     @staticmethod
-    def _forks(tokenizer, verdict: str, modality: str, language: str) -> dict[tuple[int, ...], dict[int, int | None]]:
-        """{the tokens before a fork: {the other branch's token: the own branch's token, or None to ban it}}.
+    def _forks(tokenizer, verdict: str, modality: str, language: str) -> Forks:
+        """Where `verdict`'s answers are steered, for this view and language.
 
         The context is the end of what the pair has in common, not all of it: the model blends
         templates ("这张{view}与卫星影像" + "并不吻合", seen on val), and what decides the stance is what
@@ -82,7 +84,7 @@ class StanceGuard(LogitsProcessor):
         # which byte-level BPE may fold into the sentence's first token
         pairs = [(encode(pad + own), encode(pad + other)) for own, other in stance_pairs(verdict, modality, language)
                  for pad in ("", " ")]
-        forks: dict[tuple[int, ...], dict[int, int | None]] = {}
+        forks: Forks = {}
         for a, b in pairs:
             fork = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), None)
             if fork is None or len(text(a[:fork])) < MIN_CONTEXT_CHARS:
@@ -104,7 +106,7 @@ class StanceGuard(LogitsProcessor):
             self.verdicts[r] = parse_verdict(text, self.languages[r]) if "\n" in text else None
         self.sentence_start[r] = len(generated)
 
-    def _ban(self, r: int, sentence: list[int], row_scores: torch.Tensor) -> None:
+    def _steer(self, r: int, sentence: list[int], row_scores: torch.Tensor) -> None:
         greedy = int(row_scores.argmax())
         for context, branches in self.forks[r][self.verdicts[r]].items():
             if greedy in branches and tuple(sentence[-len(context):]) == context:
