@@ -12,7 +12,7 @@ from data_assets.gleamx.prompts import VIEW_NAMES
 from gleam_models.gleamx.consistency import explanation_stance
 from gleam_models.gleamx.prompts import verdict_line
 from gleam_models.gleamx.stance import STANCE_TEMPLATES, StanceGuard, stance_pairs
-from tests.gleamx_tiny import tiny_tokenizer
+from gleamx_tiny import tiny_tokenizer
 
 PROMPT = [5, 6, 7]  # stands for the prompt ids (the llava path passes none: the guard counts from its first call)
 
