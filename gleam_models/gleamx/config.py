@@ -80,8 +80,8 @@ class GleamXTrainConfig(Section):
     val_fraction: float = Field(default=0.15, gt=0, lt=1)  # when val.jsonl is empty: share of train LOCATIONS held out
     gen_batch_size: int = Field(default=32, ge=1)  # generation batch (left padding, KV cache)
     max_new_tokens: int = Field(default=72, ge=4)  # greedy decoding budget per answer
-    # at inference, the explanation may not restate the opposite of its own verdict line: the token
-    # that would turn a teacher stance sentence into the other verdict's is banned (stance.py)
+    # at inference, the explanation may not restate the opposite of its own verdict line: where a
+    # teacher stance sentence forks, the verdict's own branch is written instead (stance.py)
     stance_guard: bool = False
     checkpoint_every_steps: int = Field(default=10, ge=0)  # 0 = only the final model
     keep_checkpoints: int = Field(default=2, ge=1)  # older checkpoints are deleted

@@ -68,8 +68,10 @@ class GleamXExplainer:
 
     def _writes_explanations(self) -> bool:
         """A fine-tuned verdict-first explainer: the only kind whose opening follows a verdict line."""
-        verdict_first = bool(self.meta.get("model", {}).get("verdict_first", False))
-        return verdict_first and not self.meta.get("label_only") and not self.meta.get("untuned")
+        return self._verdict_first() and not self.meta.get("label_only") and not self.meta.get("untuned")
+
+    def _verdict_first(self) -> bool:
+        return bool(self.meta.get("model", {}).get("verdict_first", False))
 
     def _stance(self, items: list[ExplainInput]) -> StanceGuard | None:
         if not self.stance_guard:
@@ -150,9 +152,8 @@ class VlmExplainer(GleamXExplainer):
     def _batch(self, items: list[ExplainInput], max_new_tokens: int) -> list[ExplainOutput]:
         from gleam_models.gleamx.vlm import vlm_generate
 
-        verdict_first = bool(self.meta.get("model", {}).get("verdict_first", False))
         stance = self._stance(items)
-        rows, seconds = vlm_generate(self.model, self.processor, items, max_new_tokens, verdict_first,
+        rows, seconds = vlm_generate(self.model, self.processor, items, max_new_tokens, self._verdict_first(),
                                      LogitsProcessorList([stance]) if stance else None)
         return self._outputs(items, rows, seconds, stance)
 

@@ -49,8 +49,10 @@ class StanceGuard(LogitsProcessor):
 
     def __init__(self, tokenizer, modalities: list[str], languages: list[str]):
         self.tokenizer, self.languages = tokenizer, languages
-        self.forks = [{v: self._forks(tokenizer, v, m, lang) for v in STANCE_TEMPLATES}
-                      for m, lang in zip(modalities, languages)]
+        # one table per view and language, not per row: a batch of 32 has at most 8 distinct ones
+        tables = {(m, lang): {v: self._forks(tokenizer, v, m, lang) for v in STANCE_TEMPLATES}
+                  for m, lang in set(zip(modalities, languages))}
+        self.forks = [tables[m, lang] for m, lang in zip(modalities, languages)]
         self.start: int | None = None  # input_ids length at the first step (the prompt's, or 0 with embeds)
         self.verdicts: list[str | None] = [None] * len(modalities)
         self.sentence_start = [0] * len(modalities)  # index in the row's generated tokens
