@@ -166,8 +166,26 @@ def snapshot(root: Path, case: Case) -> dict[str, object]:
     return files
 
 
+def _is_temporary(name: str) -> bool:
+    return name.endswith(".tmp") or name.endswith(".old")
+
+
 def temporaries(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.name.endswith(".tmp") or p.name.endswith(".old"))
+    return sorted(p for p in root.rglob("*") if _is_temporary(p.name))
+
+
+def output_temporaries(root: Path, case: Case) -> set[str]:
+    """The temporaries beside and inside a stage's declared outputs (data_assets.io's atomic writers
+    make them beside their target): fast enough to catch a write that lasts a few milliseconds, where
+    a walk of the whole project takes longer than the Jetson bundle's whole write on a quiet machine."""
+    found = set()
+    for parent in {(root / out).parent for out in case.outputs}:
+        with os.scandir(parent) as entries:
+            found |= {str(parent / e.name) for e in entries if _is_temporary(e.name)}
+    for out in case.outputs:  # a stage that resumes writes inside its output folder
+        for folder, dirs, files in os.walk(root / out):
+            found |= {os.path.join(folder, n) for n in dirs + files if _is_temporary(n)}
+    return found
 
 
 # ------------------------------------------------------------------------------------- running
@@ -194,10 +212,11 @@ def killed_run(root: Path, case: Case, delay_s: float, mid_write: bool) -> float
             assert proc.poll() is None, f"{case.stage} exited ({proc.returncode}) before it started writing"
             assert time.monotonic() < deadline, f"{case.stage} never took its output lock"
             time.sleep(0.01)
-        started, before = time.monotonic(), set(temporaries(root))
-        while mid_write and not set(temporaries(root)) - before:
-            assert proc.poll() is None, f"{case.stage} finished before it wrote a temporary"
-            time.sleep(0.005)
+        started, before = time.monotonic(), output_temporaries(root, case)
+        while mid_write and not output_temporaries(root, case) - before:
+            if proc.poll() is not None:  # its write came and went between two listings: draw again
+                raise FinishedBeforeKill(f"{case.stage} finished before a temporary was seen")
+            time.sleep(0.001)
         time.sleep(delay_s)
         finished = proc.poll()
         try:
