@@ -266,20 +266,24 @@ def kill_somewhere(root: Path, case: Case, delay_s: float, mid_write: bool, atte
 WRITTEN_AFTER = "params.resolved.yaml"
 
 
+def _inside(files: dict[str, object], out: str) -> dict[str, object]:
+    return {k: v for k, v in files.items() if k == out or k.startswith(out + "/")}
+
+
 def torn_outputs(root: Path, case: Case, reference: dict[str, object]) -> list[str]:
     """Each declared output must be absent or exactly the reference, never a part of it (for a
     piecewise output: every file it holds is the reference's): the ones that are not."""
     torn = []
     after = snapshot(root, case)
     for out in case.outputs:
-        mine = {k: v for k, v in after.items() if (k == out or k.startswith(out + "/"))
-                and not any(_is_temporary(part) for part in Path(k).parts)}  # the next run drops temporaries
-        theirs = {k: v for k, v in reference.items() if k == out or k.startswith(out + "/")}
+        mine = {k: v for k, v in _inside(after, out).items()
+                if not any(_is_temporary(part) for part in Path(k).parts)}  # the next run drops temporaries
+        theirs = _inside(reference, out)
         if not mine:
             continue
         lacking = sorted(k for k in set(theirs) - set(mine) if Path(k).name != WRITTEN_AFTER)
         extra = sorted(set(mine) - set(theirs))
-        if case.whole and lacking or extra:
+        if (case.whole and lacking) or extra:
             torn.append(f"{out} lacks {lacking[:3]}, has {extra[:3]} extra")
         torn += [f"{k} differs from a complete run's" for k in mine if k in theirs and mine[k] != theirs[k]]
     return torn
