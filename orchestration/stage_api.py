@@ -36,7 +36,8 @@ def _lock_wait_s(project: Project) -> float:
 def writing(project: Project, outputs: list[Path], wait_s: float | None = None, also_clean: list[Path] = ()):
     """Hold the writer lock of every output (one writer at a time; another gleam process fails
     fast or waits, per locks.wait_s) and drop the temporaries a killed writer left in them (and in
-    `also_clean`: outputs in git-tracked folders, which get no lock file of their own)."""
+    `also_clean`: outputs in git-tracked folders, which get no lock file of their own, and the
+    stage's files beside its outputs, see `side_files`)."""
     from data_assets.io import clean_stale_tree
     from data_assets.locks import output_lock
 
@@ -49,6 +50,18 @@ def writing(project: Project, outputs: list[Path], wait_s: float | None = None, 
         for out in [*outputs, *also_clean]:
             clean_stale_tree(out)
         yield
+
+
+def side_files(project: Project, headline: str | None = None, timings: str | None = None) -> list[Path]:
+    """The files a stage writes beside its declared outputs: its headline (metrics/headline/) and its
+    timings (reports/timings/). They belong to the stage's `also_clean`: a kill while one is written
+    leaves its temporary there, and no output folder's cleanup reaches it (CI saw
+    reports/timings/.gleamx_evaluation.json.*.tmp outlive the re-run)."""
+    from orchestration.headline import headline_path
+    from orchestration.timings import timings_path
+
+    return [*([headline_path(project, headline)] if headline else []),
+            *([timings_path(project, timings)] if timings else [])]
 
 
 def stage(outputs: Callable[..., list[Path]], validated_input: bool = False,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from data_assets.errors import DataError
-from orchestration.stage_api import StageResult, require_passed, stage, writing  # noqa: F401 (re-exported)
+from orchestration.stage_api import StageResult, side_files, require_passed, stage, writing  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # the config imports every library's settings (pandas, faiss): seconds for `gleam --help`
     from orchestration.config import Project
@@ -120,7 +120,8 @@ def _gleamx_summary(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@stage(lambda p, phase, **_: [p.gleamc_dir(phase)], validated_input=True)
+@stage(lambda p, phase, **_: [p.gleamc_dir(phase)], validated_input=True,
+       also_clean=lambda p, phase, **_: side_files(p, timings=f"gleamc_{phase}"))
 def gleamc_phase(project: Project, phase: str, resume: bool = True, on_progress=None) -> StageResult:
     """One GLEAM-C training phase (phase 2 starts from phase 1's final weights). DDP-aware.
     on_progress(step, total, metrics): see gleam_models.train.train_phase."""
@@ -186,7 +187,8 @@ def gleamc_presets(project: Project, resume: bool = True, on_progress=None) -> S
     return StageResult("gleamc_presets", {"models": out}, summary)
 
 
-@stage(lambda p: [p.gleamc_figures_dir], validated_input=True, also_clean=lambda p: [p.gleamc_metrics])
+@stage(lambda p: [p.gleamc_figures_dir], validated_input=True,
+       also_clean=lambda p: [p.gleamc_metrics, *side_files(p, headline="gleamc")])
 def gleamc_evaluation(project: Project) -> StageResult:
     """Retrieval metrics of the frozen ImageNet encoder, phase 1, phase 2 and each preset's phases."""
     from data_assets.io import atomic_directory

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from pathlib import Path
 
 from data_assets.errors import DataError
-from orchestration.stage_api import StageResult, stage
+from orchestration.stage_api import StageResult, side_files, stage
 
 if TYPE_CHECKING:  # the config imports every library's settings: too slow for `gleam --help`
     from orchestration.config import Project
@@ -59,7 +59,8 @@ def gallery(project: Project) -> StageResult:
     return StageResult("gallery", {"gallery": out}, summary)
 
 
-@stage(lambda p: [p.reports_dir / "localize", raster_work_dir(p)], validated_input=True, also_clean=lambda p: [localize_metrics_path(p)])
+@stage(lambda p: [p.reports_dir / "localize", raster_work_dir(p)], validated_input=True,
+       also_clean=lambda p: [localize_metrics_path(p), *side_files(p, headline="localize")])
 def localization(project: Project) -> StageResult:
     """Localisation error in metres of the embedded test frames against the gallery (metrics/localize.json)."""
     from data_assets.io import sha256_file
@@ -118,7 +119,8 @@ def bundle_archive(project: Project) -> Path:
     return project.models_dir / "jetson_bundle.tar.gz"
 
 
-@stage(lambda p: [onnx_dir(p)], validated_input=True, also_clean=lambda p: [export_metrics_path(p)])
+@stage(lambda p: [onnx_dir(p)], validated_input=True,
+       also_clean=lambda p: [export_metrics_path(p), *side_files(p, headline="export", timings="onnx_export")])
 def onnx_export(project: Project) -> StageResult:
     """ONNX fp32 / fp16 / INT8 of the phase-2 encoder with parity gates (models/onnx/, metrics/export.json).
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import time
 
 from data_assets.errors import DataError
-from orchestration.stage_api import StageResult, stage
+from orchestration.stage_api import StageResult, side_files, stage
 
 if TYPE_CHECKING:  # the config imports every library's settings: too slow for `gleam --help`
     from orchestration.config import Project
@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # the config imports every library's settings: too slow for `
 SECTIONS = ["gleamx_model", "gleamx_train"]
 
 
-@stage(lambda p, **_: [p.models_dir / "gleamx", p.models_dir / "gleamx_label_only"])
+@stage(lambda p, **_: [p.models_dir / "gleamx", p.models_dir / "gleamx_label_only"],
+       also_clean=lambda p, **_: side_files(p, timings="gleamx_finetune"))
 def gleamx_finetune(project: Project, on_progress=None) -> StageResult:
     """Train models/gleamx/ (explanation + verdict) and models/gleamx_label_only/ (verdict only).
 
@@ -71,7 +72,7 @@ def model_dir_fingerprint(model_dir) -> str:
 
 
 @stage(lambda p: [p.reports_dir / "gleamx"], validated_input=True,
-       also_clean=lambda p: [p.metrics_dir / "gleamx.json"])
+       also_clean=lambda p: [p.metrics_dir / "gleamx.json", *side_files(p, headline="gleamx", timings="gleamx_evaluation")])
 def gleamx_evaluation(project: Project) -> StageResult:
     """The fine-tuned explainer, its label-only ablation, the untuned base model and the GLEAM-C cosine
     threshold, on the same fixed stratified pairs (metrics/gleamx.json, reports/gleamx/index.html)."""

@@ -37,6 +37,19 @@ def test_probes_read_dominant_cover_and_share_and_round_trip(tmp_path):
         FactProbes.load(tmp_path / "none.safetensors")
 
 
+def test_probes_saved_twice_are_the_same_bytes(tmp_path):
+    """models/gleamx*/fact_probes.safetensors is hashed by DVC: safetensors' random metadata order
+    (two keys: a coin flip per save) made fresh clones' dvc.lock disagree."""
+    emb, views, truths = _world()
+    probes = FactProbes.fit(emb, views, truths)
+    blobs = set()
+    for i in range(8):
+        probes.save(tmp_path / f"{i}.safetensors")
+        blobs.add((tmp_path / f"{i}.safetensors").read_bytes())
+    assert len(blobs) == 1
+    assert FactProbes.load(tmp_path / "0.safetensors").read(emb, views) == probes.read(emb, views)
+
+
 def test_cross_fitted_readings_come_from_probes_that_never_saw_the_location():
     rng = np.random.default_rng(1)
     emb = rng.normal(size=(60, 40))  # no signal: a probe can only memorise

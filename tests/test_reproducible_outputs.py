@@ -4,7 +4,9 @@ throughputs or timestamps; safetensors metadata in a fixed order)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -290,3 +292,23 @@ def test_the_cpu_model_is_the_configured_one_not_the_one_measured_faster():
     assert cpu_variant(speed, "int8_cpu") == "int8_cpu"  # the same in every clone, whatever the timings
     assert cpu_variant(speed, "fastest") == "fp32"
     assert cpu_variant({"fp32": speed["fp32"]}, "int8_cpu") == "fp32"  # INT8 not exported
+
+
+@pytest.mark.parametrize("path, ignored", [
+    ("models/gleamc_phase1/checkpoints/fp/step-0000036/state.json", True),
+    ("models/gleamx/checkpoints/step-0000020/state.json", True),
+    # a preset's phases sit two folders deeper: `models/*/checkpoints/` missed them, and their
+    # state.json's wall clock changed dvc.lock at every fresh clone's `make run`
+    ("models/gleamc_presets/paper/phase1/checkpoints/fp/step-0000036/state.json", True),
+    ("models/gleamc_presets/paper/phase1/model.safetensors", False),
+    ("models/gleamx/fact_probes.safetensors", False),
+])
+def test_dvc_hashes_leave_out_every_checkpoint_and_keep_the_weights(path, ignored):
+    """What .dvcignore leaves out of dvc.lock, asked of DVC itself (orchestration/versions.py's
+    SKIPPED_NAMES leaves `checkpoints` out of Dagster's data versions at any depth)."""
+    from pipeline_support import DVC, PROJECT_ROOT
+
+    assert DVC.is_file(), "DVC's own environment is missing: run `make setup`"
+    result = subprocess.run([str(DVC), "check-ignore", path], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            env={**os.environ, "DVC_NO_ANALYTICS": "1"}, timeout=120)
+    assert result.returncode == (0 if ignored else 1), result.stdout + result.stderr

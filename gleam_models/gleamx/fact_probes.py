@@ -102,11 +102,15 @@ class FactProbes:
         return out  # type: ignore[return-value]
 
     def save(self, path: Path) -> None:
-        from safetensors.numpy import save_file
+        """Same probes, same bytes: the file is part of a DVC output (models/gleamx*), and safetensors
+        alone writes the metadata keys in a random order (fresh clones' dvc.lock differed by that)."""
+        import torch
 
-        tensors = {f"{view}.{name}": np.ascontiguousarray(getattr(p, name), dtype=np.float32)
+        from gleam_models.safetensors_io import save_file
+
+        tensors = {f"{view}.{name}": torch.from_numpy(np.ascontiguousarray(getattr(p, name), dtype=np.float32))
                    for view, p in self.probes.items() for name in ("dominant_w", "dominant_b", "share_w", "share_b")}
-        save_file(tensors, str(path), metadata={"classes": json.dumps(CLASSES), "views": json.dumps(sorted(self.probes))})
+        save_file(tensors, path, metadata={"classes": json.dumps(CLASSES), "views": json.dumps(sorted(self.probes))})
 
     @classmethod
     def load(cls, path: Path) -> FactProbes:

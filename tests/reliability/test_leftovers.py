@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from data_assets.errors import DataError
 from orchestration import stages
 from orchestration.config import load_project
+from orchestration.stage_api import side_files
 from pipeline_support import PROJECT_ROOT, VENV_BIN, tmp_project
 
 KILLED_WRITER = textwrap.dedent("""
@@ -52,6 +54,24 @@ def test_temporaries_of_a_killed_writer_are_removed_by_the_next_one(tmp_path):
     with stages.writing(project, [target]):
         assert _temporaries(target) == []
     assert (target / "manifest.parquet").read_bytes() == b"the previous complete output"
+
+
+def test_a_stage_drops_the_temporaries_of_its_timings_and_headline(tmp_path):
+    """reports/timings/ and metrics/headline/ lie outside every output folder: the stage's own
+    cleanup has to name them (CI saw a killed gleamx_evaluation's timings temporary outlive the re-run)."""
+    project = load_project(tmp_project(tmp_path))
+    timings, = side_files(project, timings="gleamx_finetune")
+    headline, other = side_files(project, headline="gleamx", timings="gleamx_evaluation")
+    left = {p: p.parent / f".{p.name}.k1ll3d.tmp" for p in (timings, headline, other)}
+    for tmp in left.values():
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text("{half")
+    with pytest.raises(DataError, match="no GLEAM-X records"):  # after the cleanup, before any work
+        stages.STAGES["gleamx_finetune"](project)
+    assert not left[timings].exists()
+    assert left[headline].exists() and left[other].exists(), "another stage's files are that stage's to clean"
+    with stages.writing(project, [project.reports_dir / "gleamx"], also_clean=[headline, other]):
+        assert not left[headline].exists() and not left[other].exists()
 
 
 @pytest.mark.slow
