@@ -39,16 +39,23 @@ VARIANTS = {  # name: (gleamx_model overrides, gleamx_train overrides)
                            {"verdict_loss_weight": 5.0, "restatement_loss_weight": 5.0}),
     "first_w5_hints_drop_zh": ({"verdict_first": True, "fact_hints": True, "fact_hint_languages": ["en", "zh"]},
                                {"verdict_loss_weight": 5.0, "drop_verdict_restatements": True}),
+    # Chinese answers only lose their restatement (English ones keep the reference's opening), and
+    # Chinese prompts get the measured facts too: the budget goes to facts where it runs out
+    "first_w5_hints_zh_dropzh": ({"verdict_first": True, "fact_hints": True, "fact_hint_languages": ["en", "zh"]},
+                                 {"verdict_loss_weight": 5.0, "drop_verdict_restatements": ["zh"]}),
 }
 # inference-only variants: name -> (the trained variant they reuse, GleamXTrainConfig inference overrides)
 INFERENCE_VARIANTS = {
     # decoding may not restate the opposite of the verdict line (stance.py)
     "first_w5_hints_guard": ("first_w5_hints", {"stance_guard": True}),
     "first_w5_hints_drop_guard": ("first_w5_hints_drop", {"stance_guard": True}),
+    "first_w5_hints_zh_dropzh_guard": ("first_w5_hints_zh_dropzh", {"stance_guard": True}),
 }
 KEYS = ("accuracy", "unparseable", "predicted_match_share", "sbert", "fact_correct", "hallucination",
         "accuracy_language_en", "accuracy_language_zh", "sbert_en", "sbert_zh", "fact_correct_en", "fact_correct_zh",
-        "explanation_contradicts_verdict", "explanation_contradicts_verdict_en", "explanation_contradicts_verdict_zh")
+        "explanation_contradicts_verdict", "explanation_contradicts_verdict_en", "explanation_contradicts_verdict_zh",
+        # all-MiniLM is an English model: ROUGE-L and BLEU-4 judge the Chinese answers' closeness too
+        "rouge_l_en", "rouge_l_zh", "bleu4_en", "bleu4_zh", "hallucination_en", "hallucination_zh")
 
 
 def run_variant(root: Path, params: dict, name: str, seed: int, pairs: int) -> dict:

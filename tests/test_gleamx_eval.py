@@ -220,7 +220,21 @@ def test_run_fingerprint_changes_only_when_restatements_are_dropped(tmp_path):
     plain = GleamXTrainConfig()
     fp = lambda t: run_fingerprint(model, t, tmp_path, tmp_path)  # noqa: E731
     assert fp(plain) == fp(GleamXTrainConfig(drop_verdict_restatements=False))
-    assert fp(plain) != fp(plain.model_copy(update={"drop_verdict_restatements": True}))
+    assert fp(plain) != fp(GleamXTrainConfig(drop_verdict_restatements=True))
+    assert fp(GleamXTrainConfig(drop_verdict_restatements=["zh"])) not in (fp(plain), fp(GleamXTrainConfig(
+        drop_verdict_restatements=True)))
+
+
+def test_restatements_are_dropped_per_language():
+    import pydantic
+
+    from gleam_models.gleamx.config import GleamXTrainConfig
+
+    assert GleamXTrainConfig(drop_verdict_restatements=True).drop_verdict_restatements == ["en", "zh"]
+    assert GleamXTrainConfig(drop_verdict_restatements=False).drop_verdict_restatements == []
+    assert GleamXTrainConfig(drop_verdict_restatements=["zh"]).drop_verdict_restatements == ["zh"]
+    with pytest.raises(pydantic.ValidationError, match="drop_verdict_restatements"):
+        GleamXTrainConfig(drop_verdict_restatements=["fr"])
 
 
 def test_dropped_restatement_leaves_room_for_a_fact_sentence():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from data_assets.gleamx.config import LANGUAGES
 from data_assets.settings import Section
@@ -68,8 +68,9 @@ class GleamXTrainConfig(Section):
     label_only: bool = False  # the paper's ablation: the answer is the verdict line alone
     # drop explanation sentences that only restate the verdict (a stance and no fact, e.g. "These two
     # images show the same location."): the verdict line says it, and within max_answer_tokens the
-    # room goes to evidence (Chinese answers otherwise lose their first fact sentence to the budget)
-    drop_verdict_restatements: bool = False
+    # room goes to evidence (Chinese answers otherwise lose their first fact sentence to the budget).
+    # The languages whose answers drop them; true = every language, false = none
+    drop_verdict_restatements: list[Literal["en", "zh"]] = []
     # loss weight of the verdict line's tokens against 1 for each explanation token (chosen on val;
     # kind=llava only, a VLM's processor batches carry no weights)
     verdict_loss_weight: float = Field(default=5.0, gt=0)
@@ -87,3 +88,8 @@ class GleamXTrainConfig(Section):
     keep_checkpoints: int = Field(default=2, ge=1)  # older checkpoints are deleted
     log_every_steps: int = Field(default=1, ge=1)  # metrics.jsonl row
     progress: bool = True  # tqdm bar with loss, tokens/s and ETA
+
+    @field_validator("drop_verdict_restatements", mode="before")
+    @classmethod
+    def _every_or_no_language(cls, value):
+        return list(LANGUAGES) if value is True else [] if value is False else value

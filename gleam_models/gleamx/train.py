@@ -108,7 +108,7 @@ def _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir, train, tru
                                                   model_cfg.fact_hint_languages)
     cfg = model.config
     answers = [answer_for(r, tok, train_cfg.answer_sentences, train_cfg.label_only, train_cfg.max_answer_tokens,
-                          cfg.verdict_first, train_cfg.drop_verdict_restatements) for r in subset]
+                          cfg.verdict_first, r.language in train_cfg.drop_verdict_restatements) for r in subset]
     examples = [training_example(tok, prompt_ids(tok, r.modality, r.language, cfg.use_cosine, cfg.tokens_per_image,
                                                  cfg.image_token_id, cfg.verdict_first, hint), a)
                 for r, a, hint in zip(subset, answers, hints)]
@@ -184,7 +184,7 @@ def _prepare_vlm(model_cfg, train_cfg, subset, base_dir):
         prompt, full = prompt_and_full(processor, r.modality, r.language,
                                        answer_for(r, tok, train_cfg.answer_sentences, train_cfg.label_only,
                                                   train_cfg.max_answer_tokens, model_cfg.verdict_first,
-                                                  train_cfg.drop_verdict_restatements),
+                                                  r.language in train_cfg.drop_verdict_restatements),
                                        model_cfg.verdict_first)
         pair = record_pair(r, base_dir)
         rows.append((prompt, full, pair.query_path, pair.satellite_path))
