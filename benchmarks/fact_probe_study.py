@@ -8,7 +8,9 @@ GLEAM-X training images' ground truth and read the val images here (test is neve
 feature set: the GLEAM-C phase-2 embedding the model uses, that embedding plus colour statistics
 (RGB mean/std, a hue x saturation and a value histogram, excess-green shares), the frozen ImageNet
 embedding, and both embeddings. A reading's facts are checked as the evaluation checks a stated
-fact (fact_check.check_fact: the dominant class exactly, its share within 10 points). Needs a
+fact (fact_check.check_fact: the dominant class exactly, its share within 10 points). A second
+table keeps only the readings whose dominant class has at least a given probability
+(gleamx_model.fact_hint_min_confidence), on val and on the training images read cross-fitted. Needs a
 project that has run the pipeline up to gleamx_dataset and gleamc_phase2.
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ from gleam_models.data import decode_resized
 from gleam_models.embed import embed_arrays
 from gleam_models.encoder import load_encoder
 from gleam_models.gleamx.fact_check import check_fact, truths_from_manifest
-from gleam_models.gleamx.fact_probes import FactProbes
+from gleam_models.gleamx.fact_probes import FactProbes, cross_fitted
 from orchestration.config import load_project
 
 
@@ -76,6 +78,20 @@ def fact_accuracy(readings: list[dict], locations: list[str], truths: dict) -> d
             "share": counts["share"][0] / max(1, counts["share"][1]), "all": right / max(1, total), "facts": total}
 
 
+THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def by_confidence(readings: list[dict], locations: list[str], truths: dict) -> list[dict]:
+    """Facts true among the readings a gate at each dominant-class confidence keeps
+    (gleamx_model.fact_hint_min_confidence: below it, the prompt says the image is unclear)."""
+    rows = []
+    for t in THRESHOLDS:
+        kept = [i for i, r in enumerate(readings) if r["confidence"] >= t]
+        acc = fact_accuracy([readings[i] for i in kept], [locations[i] for i in kept], truths)
+        rows.append({"min_confidence": t, "kept": len(kept) / max(1, len(readings)), **acc})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -97,6 +113,13 @@ def main() -> None:
         x_train, x_val = (np.hstack([f[p] for p in parts]) for f in (f_train, f_val))
         probes = FactProbes.fit(x_train, [v for _, v in train], [truths[loc] for loc in train.values()])
         rows[name] = fact_accuracy(probes.read(x_val, [v for _, v in val]), list(val.values()), truths)
+    # the model's own features: val, and the training images read as the training prompts read them
+    # (cross-fitted: by probes that never saw their location), a larger sample of new locations
+    probes = FactProbes.fit(f_train["phase2"], [v for _, v in train], [truths[loc] for loc in train.values()])
+    gate = {"val": by_confidence(probes.read(f_val["phase2"], [v for _, v in val]), list(val.values()), truths),
+            "train_cross_fitted": by_confidence(
+                cross_fitted(f_train["phase2"], [v for _, v in train], [truths[loc] for loc in train.values()],
+                             list(train.values())), list(train.values()), truths)}
     produced_by = {"phase2_fingerprint": weights_fingerprint(tower), "imagenet": model_cfg.backbone,
                    "manifest_sha256": sha256_file(project.validated_manifest)}
     print(f"probes fitted on {len(train)} training images, read on {len(val)} val images; tower {produced_by['phase2_fingerprint']}")
@@ -104,7 +127,15 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for name, r in rows.items():
         print(f"| {name} | {100 * r['dominant']:.1f}% | {100 * r['share']:.1f}% | {100 * r['all']:.1f}% | {r['facts']} |")
-    write_json(args.out, {"split": "val", "train_images": len(train), "val_images": len(val), **produced_by, "rows": rows})
+    print("\nphase-2 embedding, readings kept by the dominant class's probability:")
+    print("| read | min confidence | images kept | dominant class right | share within 10 pts | all facts true |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for split, table in gate.items():
+        for r in table:
+            print(f"| {split} | {r['min_confidence']:.1f} | {100 * r['kept']:.0f}% | {100 * r['dominant']:.1f}% | "
+                  f"{100 * r['share']:.1f}% | {100 * r['all']:.1f}% |")
+    write_json(args.out, {"split": "val", "train_images": len(train), "val_images": len(val), **produced_by,
+                          "rows": rows, "by_confidence": gate})
     print(args.out)
 
 

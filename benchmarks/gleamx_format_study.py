@@ -44,6 +44,9 @@ VARIANTS = {  # name: (gleamx_model overrides, gleamx_train overrides)
     "first_w5_hints_zh_dropzh": ({"verdict_first": True, "fact_hints": True, "fact_hint_languages": ["en", "zh"]},
                                  {"verdict_loss_weight": 5.0, "drop_verdict_restatements": ["zh"]}),
 }
+# the default with the probes' readings gated by confidence: an image read below the gate is called
+# unclear and the training answers say nothing of its land cover (fewer, truer facts)
+VARIANTS |= {f"default_gate{round(100 * t)}": ({"fact_hint_min_confidence": t}, {}) for t in (0.6, 0.7, 0.8)}
 # inference-only variants: name -> (the trained variant they reuse, GleamXTrainConfig inference overrides)
 INFERENCE_VARIANTS = {
     # decoding may not restate the opposite of the verdict line (stance.py)
@@ -55,7 +58,8 @@ KEYS = ("accuracy", "unparseable", "predicted_match_share", "sbert", "fact_corre
         "accuracy_language_en", "accuracy_language_zh", "sbert_en", "sbert_zh", "fact_correct_en", "fact_correct_zh",
         "explanation_contradicts_verdict", "explanation_contradicts_verdict_en", "explanation_contradicts_verdict_zh",
         # all-MiniLM is an English model: ROUGE-L and BLEU-4 judge the Chinese answers' closeness too
-        "rouge_l_en", "rouge_l_zh", "bleu4_en", "bleu4_zh", "hallucination_en", "hallucination_zh")
+        "rouge_l_en", "rouge_l_zh", "bleu4_en", "bleu4_zh", "hallucination_en", "hallucination_zh",
+        "facts_per_answer_en", "facts_per_answer_zh")
 
 
 def run_variant(root: Path, params: dict, name: str, seed: int, pairs: int) -> dict:
@@ -115,7 +119,8 @@ def main() -> None:
     table = {v: summarise(list(r.values())) for v, r in results.items()}
     print(f"{'variant':<12} " + " ".join(f"{k:>22}" for k in KEYS))
     for v, m in table.items():
-        cells = [f"{100 * m[k]['mean']:.1f} +- {100 * m[k]['spread']:.1f}" if k in m else "-" for k in KEYS]
+        scale = lambda k: 1 if k.startswith(("bleu4", "facts_per_answer")) else 100  # noqa: E731 - not shares
+        cells = [f"{scale(k) * m[k]['mean']:.1f} +- {scale(k) * m[k]['spread']:.1f}" if k in m else "-" for k in KEYS]
         print(f"{v:<12} " + " ".join(f"{c:>22}" for c in cells))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"split": "val", "pairs": args.pairs, "runs": results, "summary": table}, indent=1))

@@ -394,3 +394,35 @@ def test_shortened_cover_names_are_still_read_as_facts():
                                                          ("cover", ("building", 99), "both")]
     zh = parse_facts("两张图像显示的是同一位置。两者都以建筑为主（约占 40%）。", "zh")
     assert ("cover", ("building", 40)) in [(f.key, f.value) for f in zh]
+
+
+@pytest.mark.parametrize("images", [{"query"}, {"satellite"}, {"query", "satellite"}])
+def test_answers_say_nothing_of_the_cover_of_an_image_the_prompt_calls_unclear(embedded_dir, images):
+    import csv
+
+    manifest = list(csv.DictReader((embedded_dir / "manifest.csv").open(encoding="utf-8")))
+    dropped_some = False
+    for truths, q, s, modality, lang in _teacher_pairs(manifest):
+        label = "match" if q == s else "no_match"
+        text = facts.explain(truths[q], truths[s], label, modality, lang, 0, f"{q}|{s}")["explanation"]
+        kept = fact_check.without_cover_facts(text, lang, frozenset(images))
+        left = fact_check.parse_facts(kept, lang)
+        assert not [f for f in left if f.key in fact_check.COVER_KEYS and f.subject in images | {"both", "either"}], kept
+        # whole sentences go, in order: what is left is the text's own sentences
+        sentences = fact_check.split_sentences(text, lang)
+        assert [x for x in sentences if x in fact_check.split_sentences(kept, lang)] == fact_check.split_sentences(kept, lang)
+        dropped_some |= kept != text
+    assert dropped_some
+    assert fact_check.without_cover_facts("Both show 5 buildings.", "en", frozenset()) == "Both show 5 buildings."
+
+
+def test_an_unclear_image_leaves_its_cover_out_of_the_training_answer():
+    from gleam_models.gleamx.data import answer_for
+
+    words = lambda text, add_special_tokens=False: {"input_ids": text.split()}  # noqa: E731
+    expl = ("The drone image is mostly tree cover (about 60% of the area), while the satellite tile is mostly "
+            "buildings (about 40% of the area). The satellite tile shows 3 buildings.")
+    r = SimpleNamespace(explanation=expl, label="no_match", language="en")
+    full = answer_for(r, words, None, False, 200, verdict_first=True)
+    gated = answer_for(r, words, None, False, 200, verdict_first=True, unmeasured=frozenset({"query"}))
+    assert "tree cover" in full and "tree cover" not in gated and "3 buildings" in gated, gated

@@ -99,6 +99,10 @@ def test_a_fact_hints_model_trains_saves_probes_and_prompts_with_them(tmp_path):
         train_gleamx(cfg, train_cfg.model_copy(update={"steps": 1}), records, root, tmp_path / "none", tmp_path / "cache")
     assert run_fingerprint(cfg, train_cfg, records, root, truths) != run_fingerprint(cfg, train_cfg, records, root, {})
     assert run_fingerprint(model_cfg, train_cfg, records, root) == run_fingerprint(model_cfg, train_cfg, records, root, truths)
+    gated = cfg.model_copy(update={"fact_hint_min_confidence": 0.8})
+    assert run_fingerprint(gated, train_cfg, records, root, truths) != run_fingerprint(cfg, train_cfg, records, root, truths)
+    assert run_fingerprint(cfg.model_copy(update={"fact_hint_min_confidence": 0.0}), train_cfg, records, root,
+                           truths) == run_fingerprint(cfg, train_cfg, records, root, truths)  # runs made before the gate
     train_gleamx(cfg, train_cfg.model_copy(update={"steps": 2}), records, root, tmp_path / "m", tmp_path / "cache",
                  truths=truths)
     assert (tmp_path / "m" / PROBES_FILE).is_file()
@@ -109,6 +113,8 @@ def test_a_fact_hints_model_trains_saves_probes_and_prompts_with_them(tmp_path):
         hints = ex.hints(items)
         assert hints[0].startswith("Measured: image 1 is mostly") and hints[1].startswith("测量：图 1 ")
         assert all(o.new_tokens > 0 for o in ex.explain(items, 2))
+    ex.model.config.fact_hint_min_confidence = 1.01  # the saved model's gate: no reading passes it
+    assert ex.hints(items)[0] == "Measured: image 1 is not clear enough to measure; image 2 is not clear enough to measure."
     # the languages travel with the saved model: an English-only model gives Chinese prompts no line
     en_only = cfg.model_copy(update={"fact_hint_languages": ["en"]})
     assert run_fingerprint(en_only, train_cfg, records, root, truths) != run_fingerprint(cfg, train_cfg, records, root, truths)
@@ -116,3 +122,27 @@ def test_a_fact_hints_model_trains_saves_probes_and_prompts_with_them(tmp_path):
                  truths=truths)
     hints = load_explainer(tmp_path / "en", cache_dir=tmp_path / "cache", base_dir=root, max_new_tokens=4).hints(items)
     assert hints[0].startswith("Measured:") and hints[1] is None
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_reading_below_the_confidence_gate_is_called_unclear_and_states_no_fact(lang):
+    from gleam_models.gleamx.fact_probes import unmeasured_images
+
+    sure = {"dominant": "tree", "land_cover": {"tree": 0.62}, "confidence": 0.95}
+    unsure = {"dominant": "building", "land_cover": {"building": 0.4}, "confidence": 0.55}
+    text = hint_text(sure, unsure, lang, min_confidence=0.8)
+    facts = parse_facts(text, lang)
+    assert [f.value for f in facts if f.key == "dominant"] == ["tree"], (text, facts)
+    assert hint_text(sure, unsure, lang) == hint_text(sure, {**unsure, "confidence": 0.99}, lang, min_confidence=0.8)
+    assert unmeasured_images(sure, unsure, 0.8) == {"satellite"} and unmeasured_images(sure, unsure, 0.0) == set()
+    assert unmeasured_images(unsure, unsure, 0.6) == {"query", "satellite"}
+
+
+def test_the_confidence_is_the_read_class_probability():
+    emb, views, truths = _world()
+    read = FactProbes.fit(emb[:80], views[:80], truths[:80]).read(emb[80:], views[80:])
+    confidence = np.array([r["confidence"] for r in read])
+    right = np.array([r["dominant"] == t["dominant"] for r, t in zip(read, truths[80:])])
+    assert ((confidence > 1 / 3) & (confidence <= 1)).all()  # three classes seen: the argmax is above a third
+    noisy = FactProbes.fit(emb[:80] + np.random.default_rng(2).normal(0, 3, emb[:80].shape), views[:80], truths[:80])
+    assert np.mean([r["confidence"] for r in noisy.read(emb[80:] * 0, views[80:])]) < confidence[right].mean()

@@ -130,7 +130,8 @@ def build_model(model_cfg: GleamXModelConfig, base_dir: Path, cache_dir: Path | 
                           global_token=model_cfg.global_token, projector_hidden=model_cfg.projector_hidden,
                           use_cosine=model_cfg.use_cosine, verdict_first=model_cfg.verdict_first,
                           image_token_id=len(tok), fact_hints=model_cfg.fact_hints,
-                          fact_hint_languages=model_cfg.fact_hint_languages)
+                          fact_hint_languages=model_cfg.fact_hint_languages,
+                          fact_hint_min_confidence=model_cfg.fact_hint_min_confidence)
     model = GleamXForConditionalGeneration(config, language_model=lm, vision_tower=tower)
     model.init_projectors(seed)
     model.vision_tower.requires_grad_(not model_cfg.freeze_vision)

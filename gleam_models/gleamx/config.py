@@ -46,6 +46,11 @@ class GleamXModelConfig(Section):
     # prompt languages that get the measured-facts line: a Chinese line costs ~75 prompt tokens
     # (1.6 per hanzi) and Chinese answers cut at 64 tokens state no facts to ground (README)
     fact_hint_languages: list[Literal["en", "zh"]] = list(LANGUAGES)
+    # an image whose dominant-class probability is below this is called unclear in the prompt, and
+    # training answers drop what they say of its land cover (0 = every reading stated). Off: the
+    # probabilities are calibrated on held-out training locations but not on val, where the gate
+    # made facts no truer (benchmarks/fact_probe_study.py, gleamx_format_study.py default_gate70)
+    fact_hint_min_confidence: float = Field(default=0.0, ge=0, le=1)
     lora: LoraConfig = LoraConfig()
     # cache the dequantised GGUF as safetensors under the cache dir (skips ~14 s of dequantising)
     cache_dequantised: bool = True

@@ -19,7 +19,7 @@ import re
 from collections import defaultdict
 from typing import Sequence
 
-from gleam_models.gleamx.fact_check import parse_facts, split_sentences
+from gleam_models.gleamx.fact_check import join_sentences, parse_facts, split_sentences
 from gleam_models.gleamx.text_metrics import explanation_part
 
 STANCE_PATTERNS = {  # (stance, pattern), first hit per sentence wins
@@ -46,8 +46,7 @@ def restatements(text: str, lang: str) -> list[str]:
 
 def without_restatements(explanation: str, lang: str) -> str:
     """The explanation minus the sentences that only restate the verdict."""
-    kept = [s for s in split_sentences(explanation, lang) if not is_restatement(s, lang)]
-    return ("" if lang == "zh" else " ").join(kept)
+    return join_sentences([s for s in split_sentences(explanation, lang) if not is_restatement(s, lang)], lang)
 
 
 def explanation_stance(text: str | None, lang: str) -> str | None:

@@ -19,6 +19,7 @@ from data_assets.errors import DataError
 from data_assets.gleamx.schema import GleamXRecord, read_records
 from data_assets.io import atomic_path, clean_stale_temporaries, sha256_file, sha256_text
 from gleam_models.gleamx.consistency import without_restatements
+from gleam_models.gleamx.fact_check import without_cover_facts
 from gleam_models.gleamx.prompts import COSINE_MARKER, IMAGE_MARKER, MARKERS, build_answer, prompt_text
 
 IGNORE = -100
@@ -70,9 +71,12 @@ def train_val_records(records_dir: Path, val_fraction: float, seed: int) -> tupl
 
 
 def answer_for(record: GleamXRecord, tokenizer, sentences: int | None, label_only: bool, max_tokens: int,
-               verdict_first: bool = False, drop_restatements: bool = False) -> str:
+               verdict_first: bool = False, drop_restatements: bool = False,
+               unmeasured: frozenset[str] = frozenset()) -> str:
+    """unmeasured: images whose land cover the prompt calls unclear; the answer says nothing of it."""
     fits = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1 <= max_tokens  # noqa: E731
     explanation = without_restatements(record.explanation, record.language) if drop_restatements else record.explanation
+    explanation = without_cover_facts(explanation, record.language, unmeasured)
     return build_answer(explanation, record.label, record.language, sentences, label_only, fits, verdict_first)
 
 

@@ -154,7 +154,8 @@ def evaluate_system(records: Sequence[Any], run: SystemRun, truths: dict[str, di
         for lang in sorted(text["per_language"]):
             t, f = text["per_language"][lang], facts["language"].get(lang, {})
             headline |= {f"sbert_{lang}": t["sbert"], f"bleu4_{lang}": t["bleu4"], f"rouge_l_{lang}": t["rouge_l"],
-                         f"fact_correct_{lang}": f.get("correct_share"), f"hallucination_{lang}": f.get("hallucination_rate")}
+                         f"fact_correct_{lang}": f.get("correct_share"), f"hallucination_{lang}": f.get("hallucination_rate"),
+                         f"facts_per_answer_{lang}": f.get("facts_per_answer")}
         agreement = consistency_metrics(run.texts, verdicts, langs)
         headline |= {"explanation_agrees_with_verdict": agreement["overall"]["agrees"],
                      "explanation_contradicts_verdict": agreement["overall"]["contradicts"]}

@@ -75,6 +75,10 @@ def split_sentences(text: str, lang: str) -> list[str]:
     return [s.strip() for s in SENTENCE_END[lang].split(text.strip()) if s.strip()]
 
 
+def join_sentences(sentences: Sequence[str], lang: str) -> str:
+    return ("" if lang == "zh" else " ").join(sentences)
+
+
 def _fallback(sentence: str, lang: str) -> list[Fact]:
     if BOTH_WORDS[lang].search(sentence):
         return [Fact(k, v, "both") for k, v in scan(sentence, lang)]
@@ -99,6 +103,20 @@ def parse_facts(text: str, lang: str) -> list[Fact]:
             found = scan_short(aspect, clause, lang) if aspect else scan(clause, lang)
             out += [Fact(k, v, SUBJECTS[slot]) for k, v in found]
     return out
+
+
+COVER_KEYS = ("dominant", "cover")  # what the fact probes read (fact_probes.py)
+
+
+def without_cover_facts(explanation: str, lang: str, images: frozenset[str]) -> str:
+    """The explanation minus the sentences that state the land cover of one of `images` ("query",
+    "satellite"; a sentence about both or either counts): trained on such answers where its prompt
+    calls an image unclear, the model learns to say nothing of that image's cover instead of guessing."""
+    if not images:
+        return explanation
+    about = lambda f: f.key in COVER_KEYS and (f.subject in images or f.subject in ("both", "either"))  # noqa: E731
+    return join_sentences([s for s in split_sentences(explanation, lang)
+                           if not any(about(f) for f in parse_facts(s, lang))], lang)
 
 
 # --- 3. checking against ground truth ----------------------------------------------------------------

@@ -42,14 +42,17 @@ class ViewProbe:
     share_b: np.ndarray  # [C]
 
     def read(self, emb: np.ndarray) -> list[dict]:
-        """One truth-like dict per row of emb [N, D]: {"dominant", "land_cover": {class: share}}."""
+        """One truth-like dict per row of emb [N, D]: {"dominant", "land_cover": {class: share},
+        "confidence": the dominant class's probability}."""
         logits = emb @ self.dominant_w.T + self.dominant_b
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
         shares = np.clip(emb @ self.share_w.T + self.share_b, 0.0, 1.0)
         out = []
-        for row_logits, row_shares in zip(logits, shares):
-            dom = CLASSES[int(np.argmax(row_logits))]
+        for row_probs, row_shares in zip(probs, shares):
+            best = int(np.argmax(row_probs))
             cover = {c: round(float(s), 2) for c, s in zip(CLASSES, row_shares) if np.isfinite(s)}
-            out.append({"dominant": dom, "land_cover": cover})
+            out.append({"dominant": CLASSES[best], "land_cover": cover, "confidence": round(float(row_probs[best]), 2)})
         return out
 
 
@@ -145,17 +148,37 @@ def cross_fitted(emb: np.ndarray, views: list[str], truths: list[dict], groups: 
     return out  # type: ignore[return-value]
 
 
-def reading_phrase(reading: dict, lang: str) -> str:
+# what the prompt says of an image whose reading is below gleamx_model.fact_hint_min_confidence
+UNCLEAR = {"en": "not clear enough to measure", "zh": "无法可靠测量"}
+
+
+def is_measured(reading: dict, min_confidence: float = 0.0) -> bool:
+    """Whether the reading is sure enough to be stated (readings without a confidence always are)."""
+    return reading.get("confidence", 1.0) >= min_confidence
+
+
+def reading_phrase(reading: dict, lang: str, min_confidence: float = 0.0) -> str:
     """The teacher's phrase for the dominant cover and its share ("mostly tree cover (about 60% of the area)")."""
+    if not is_measured(reading, min_confidence):
+        return UNCLEAR[lang]
     dom = reading["dominant"]
     share = reading["land_cover"].get(dom)
     return F.dominant_phrase({"dominant": dom, "land_cover": {dom: share} if share is not None else {}}, lang)
 
 
-def hint_text(query: dict, satellite: dict, lang: str, languages: list[str] | None = None) -> str | None:
-    """The prompt line with both readings, in the record's language (None where `languages` leaves it out)."""
+def hint_text(query: dict, satellite: dict, lang: str, languages: list[str] | None = None,
+              min_confidence: float = 0.0) -> str | None:
+    """The prompt line with both readings, in the record's language (None where `languages` leaves it out);
+    a reading below min_confidence is said to be unclear instead of stated."""
     if languages is not None and lang not in languages:
         return None
+    q, s = (reading_phrase(r, lang, min_confidence) for r in (query, satellite))
     if lang == "en":
-        return f"Measured: image 1 is {reading_phrase(query, lang)}; image 2 is {reading_phrase(satellite, lang)}."
-    return F._space_zh(f"测量：图1{reading_phrase(query, lang)}；图2{reading_phrase(satellite, lang)}。")
+        return f"Measured: image 1 is {q}; image 2 is {s}."
+    return F._space_zh(f"测量：图1{q}；图2{s}。")
+
+
+def unmeasured_images(query: dict, satellite: dict, min_confidence: float) -> frozenset[str]:
+    """The images ("query", "satellite") whose land cover the prompt calls unclear."""
+    return frozenset(name for name, r in (("query", query), ("satellite", satellite))
+                     if not is_measured(r, min_confidence))

@@ -63,8 +63,9 @@ class GleamXExplainer:
                                               for i in items])
         q_read = self.probes.read(q.numpy(), [i.modality for i in items])
         s_read = self.probes.read(s.numpy(), ["satellite"] * len(items))
-        languages = self.model.config.fact_hint_languages
-        return [hint_text(a, b, i.language, languages) for a, b, i in zip(q_read, s_read, items)]
+        cfg = self.model.config
+        return [hint_text(a, b, i.language, cfg.fact_hint_languages, getattr(cfg, "fact_hint_min_confidence", 0.0))
+                for a, b, i in zip(q_read, s_read, items)]
 
     def _writes_explanations(self) -> bool:
         """A fine-tuned verdict-first explainer: the only kind whose opening follows a verdict line."""

@@ -31,7 +31,7 @@ class GleamXConfig(PretrainedConfig):
                  global_token: bool = True, projector_hidden: int = 1024, use_cosine: bool = True,
                  verdict_first: bool = False, image_token_id: int | None = None, cosine_mean: float = 0.0,
                  cosine_std: float = 1.0, fact_hints: bool = False,
-                 fact_hint_languages: list[str] | None = None, **kwargs):
+                 fact_hint_languages: list[str] | None = None, fact_hint_min_confidence: float = 0.0, **kwargs):
         if isinstance(text_config, dict):
             text_config = AutoConfig.for_model(**text_config)
         self.text_config = text_config
@@ -43,6 +43,7 @@ class GleamXConfig(PretrainedConfig):
         self.fact_hints = fact_hints  # the prompt carries fact_probes readings (fact_probes.safetensors beside the weights)
         # prompt languages given them; a model saved before this field had them in every language
         self.fact_hint_languages = list(LANGUAGES if fact_hint_languages is None else fact_hint_languages)
+        self.fact_hint_min_confidence = fact_hint_min_confidence  # readings below it are said to be unclear
         # placeholder id: one past the vocabulary, never embedded (its rows are replaced)
         self.image_token_id = image_token_id
         # GLEAM-C cosines of real pairs sit in a narrow band (~0.7-1.0): standardised with the

@@ -30,12 +30,17 @@ from gleam_models.gleamx.config import GleamXModelConfig, GleamXTrainConfig
 from gleam_models.gleamx.data import (FeatureCache, answer_for, pad_batch, prompt_ids, record_pair,
                                       stratified_subsample, stratum, train_val_records, training_example,
                                       verdict_weights)
-from gleam_models.gleamx.fact_probes import PROBES_FILE, FactProbes, cross_fitted, hint_text
+from gleam_models.gleamx.fact_probes import PROBES_FILE, FactProbes, cross_fitted, hint_text, unmeasured_images
 from gleam_models.gleamx.prompts import verdict_line
 
 # training options added after runs were fingerprinted: in the fingerprint only when set away from
 # their default, so runs made before them keep their fingerprints (and are not retrained)
 LATER_TRAIN_OPTIONS = ("drop_verdict_restatements", "restatement_loss_weight")
+LATER_MODEL_OPTIONS = ("fact_hint_min_confidence",)
+
+
+def _later_at_default(cfg, names: tuple[str, ...]) -> set[str]:
+    return {k for k in names if getattr(cfg, k) == type(cfg).model_fields[k].default}
 
 
 def run_fingerprint(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, records_dir: Path,
@@ -43,13 +48,13 @@ def run_fingerprint(model_cfg: GleamXModelConfig, train_cfg: GleamXTrainConfig, 
     """Config, training records and the vision tower's weights (by content: a retrained GLEAM-C
     phase 2 at the same path must re-train GLEAM-X, not reuse the run made on the old tower), and
     with fact_hints the ground truth the probes are fitted on."""
-    cfg = {"model": model_cfg.model_dump(mode="json", exclude=set() if model_cfg.fact_hints
-                                         else {"fact_hints", "fact_hint_languages"}),
+    hint_fields = {"fact_hints", "fact_hint_languages", "fact_hint_min_confidence"}
+    cfg = {"model": model_cfg.model_dump(mode="json", exclude=(set() if model_cfg.fact_hints else hint_fields)
+                                         | _later_at_default(model_cfg, LATER_MODEL_OPTIONS)),
            "train": train_cfg.model_dump(mode="json", exclude={"progress", "gen_batch_size", "max_new_tokens",
                                                                "stance_guard", "checkpoint_every_steps",
                                                                "keep_checkpoints"}
-                                         | {k for k in LATER_TRAIN_OPTIONS
-                                            if getattr(train_cfg, k) == GleamXTrainConfig.model_fields[k].default}),
+                                         | _later_at_default(train_cfg, LATER_TRAIN_OPTIONS)),
            "data": sha256_file(Path(records_dir) / "train.jsonl")}
     if model_cfg.kind == "llava":
         from gleam_models.checkpoint import weights_fingerprint
@@ -102,13 +107,14 @@ def _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir, train, tru
     model, tok, info = build_model(model_cfg, base_dir, cache_dir, train_cfg.seed)
     features = FeatureCache(model, info["vision_fingerprint"], cache_dir)
     tokens, cosine = features.pair_features([record_pair(r, base_dir) for r in subset])
-    hints = [None] * len(subset)
+    hints, unmeasured = [None] * len(subset), [frozenset()] * len(subset)
     if model_cfg.fact_hints:
-        model.fact_probes, hints = training_hints(features, train, subset, truths or {}, base_dir, train_cfg.seed,
-                                                  model_cfg.fact_hint_languages)
+        model.fact_probes, hints, unmeasured = training_hints(features, train, subset, truths or {}, base_dir,
+                                                              train_cfg.seed, model_cfg)
     cfg = model.config
     answers = [answer_for(r, tok, train_cfg.answer_sentences, train_cfg.label_only, train_cfg.max_answer_tokens,
-                          cfg.verdict_first, r.language in train_cfg.drop_verdict_restatements) for r in subset]
+                          cfg.verdict_first, r.language in train_cfg.drop_verdict_restatements, gone)
+               for r, gone in zip(subset, unmeasured)]
     examples = [training_example(tok, prompt_ids(tok, r.modality, r.language, cfg.use_cosine, cfg.tokens_per_image,
                                                  cfg.image_token_id, cfg.verdict_first, hint), a)
                 for r, a, hint in zip(subset, answers, hints)]
@@ -138,9 +144,11 @@ def _prepare_llava(model_cfg, train_cfg, subset, base_dir, cache_dir, train, tru
 
 
 def training_hints(features: FeatureCache, train: list, subset: list, truths: dict[str, dict], base_dir: Path,
-                   seed: int, languages: list[str] | None = None) -> tuple[FactProbes, list[str | None]]:
-    """Probes fitted on every training image with ground truth, and the subset's prompt hints from
-    cross-fitted readings (no image is read by a probe that saw its location)."""
+                   seed: int, model_cfg: GleamXModelConfig
+                   ) -> tuple[FactProbes, list[str | None], list[frozenset[str]]]:
+    """Probes fitted on every training image with ground truth; the subset's prompt hints from
+    cross-fitted readings (no image is read by a probe that saw its location), and per record the
+    images those hints call unclear (in the languages that get a hint)."""
     images: dict[tuple[str, str], str] = {}  # (path, view) -> location
     for r in train:
         images[(r.query_path, r.modality)] = r.query_location_id
@@ -157,8 +165,11 @@ def training_hints(features: FeatureCache, train: list, subset: list, truths: di
     readings = dict(zip(keys, probes.read(emb, [k[1] for k in keys])))  # images without ground truth
     readings.update(zip(labelled, cross_fitted(emb[rows], [k[1] for k in labelled], [truths[images[k]] for k in labelled],
                                                [images[k] for k in labelled], seed)))
-    return probes, [hint_text(readings[(r.query_path, r.modality)], readings[(r.satellite_path, "satellite")], r.language,
-                              languages) for r in subset]
+    pairs = [(readings[(r.query_path, r.modality)], readings[(r.satellite_path, "satellite")]) for r in subset]
+    gate, languages = model_cfg.fact_hint_min_confidence, model_cfg.fact_hint_languages
+    hints = [hint_text(q, s, r.language, languages, gate) for (q, s), r in zip(pairs, subset)]
+    unclear = [unmeasured_images(q, s, gate) if hint else frozenset() for (q, s), hint in zip(pairs, hints)]
+    return probes, hints, unclear
 
 
 def _embeddings(features: FeatureCache, keys: list[tuple[str, str]], base_dir: Path) -> np.ndarray:
