@@ -112,8 +112,8 @@ def register(app: typer.Typer) -> None:
             load_image(Path(row["satellite_path"]))
         project = _project(params, set_)
         model_dir = project.path(model) if model is not None else project.models_dir / "gleamx"
-        from gleam_models.gleamx.build import read_model_meta
-        read_model_meta(model_dir)
+        from gleam_models.gleamx.model_dir import check_model_dir
+        check_model_dir(model_dir)
         from gleam_models.gleamx.generate import ExplainInput, load_explainer
 
         explainer = load_explainer(model_dir, cache_dir=project.cache_dir, base_dir=project.root,
@@ -154,6 +154,8 @@ def register(app: typer.Typer) -> None:
         project = _project(params, set_)
         src = project.path(model) if model is not None else project.models_dir / "gleamx"
         target = project.path(out) if out is not None else project.models_dir / "gleamx_merged"
+        from gleam_models.gleamx.model_dir import check_model_dir
+        check_model_dir(src)
         from gleam_models.gleamx.build import merge
 
         merge(src, target, project.root, project.cache_dir)

@@ -23,10 +23,10 @@ from data_assets.io import (atomic_directory, atomic_path, read_json, relative_p
                              write_json)
 from gleam_models.gleamx.config import GleamXModelConfig, LoraConfig
 from gleam_models.gleamx.fact_probes import PROBES_FILE
+from gleam_models.gleamx.model_dir import ADAPTER_FORMAT, MERGED_FORMAT, VLM_ADAPTER_FORMAT, check_model_dir, read_model_meta
 from gleam_models.gleamx.modeling import GleamXConfig, GleamXForConditionalGeneration
 from gleam_models.gleamx.prompts import fallback_chat_template
 
-ADAPTER_FORMAT, MERGED_FORMAT = "gleamx-adapter/1", "gleamx-merged/1"
 
 
 def resolve_path(path: str | Path, base_dir: Path) -> Path:
@@ -189,12 +189,9 @@ def load_trained(model_dir: Path, base_dir: Path, cache_dir: Path | None):
     """(model with adapters, tokenizer, gleamx.json) from a trained adapter directory."""
     from peft import PeftModel
 
-    meta = read_model_meta(model_dir)
+    meta = check_model_dir(model_dir)
     if meta.get("format") != ADAPTER_FORMAT:
         raise DataError(model_dir, f"not a GLEAM-X adapter directory (format {meta.get('format')!r})")
-    for name in ("projector.safetensors", "adapter/adapter_config.json"):
-        if not (model_dir / name).is_file():
-            raise DataError(model_dir / name, "missing from the trained model directory (re-run gleamx-finetune)")
     model_cfg = GleamXModelConfig.model_validate(meta["model"])
     model, tok, info = build_model(model_cfg.model_copy(update={"vision_checkpoint": meta["vision_checkpoint"]}),
                                    base_dir, cache_dir)
@@ -209,25 +206,9 @@ def load_trained(model_dir: Path, base_dir: Path, cache_dir: Path | None):
     return model.eval(), tok, meta
 
 
-def read_model_meta(model_dir: Path) -> dict:
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise DataError(model_dir, "GLEAM-X model directory not found (run `gleam gleamx-finetune` or pass --model)")
-    for name in ("gleamx.json", "config.json"):
-        if (model_dir / name).is_file():
-            try:
-                meta = read_json(model_dir / name)
-            except Exception as e:  # noqa: BLE001
-                raise DataError(model_dir / name, f"not readable JSON ({e})") from None
-            if name == "config.json" and meta.get("model_type") != "gleamx":
-                continue
-            return meta if name == "gleamx.json" else {"format": MERGED_FORMAT, **meta}
-    raise DataError(model_dir, "not a GLEAM-X model directory (no gleamx.json or config.json of model_type gleamx)")
-
-
 def merge(model_dir: Path, out_dir: Path, base_dir: Path, cache_dir: Path | None) -> Path:
     """Fold the LoRA adapters into the LM and write a standalone merged model directory."""
-    from gleam_models.gleamx.vlm import VLM_ADAPTER_FORMAT, merge_vlm
+    from gleam_models.gleamx.vlm import merge_vlm
 
     if read_model_meta(Path(model_dir)).get("format") == VLM_ADAPTER_FORMAT:
         return merge_vlm(Path(model_dir), Path(out_dir))

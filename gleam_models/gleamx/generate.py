@@ -15,13 +15,13 @@ from transformers import LogitsProcessorList
 
 from data_assets.errors import ConfigError, DataError
 from data_assets.io import load_image
-from gleam_models.gleamx.build import MERGED_FORMAT, build_model, load_merged, load_trained, read_model_meta
+from gleam_models.gleamx.build import build_model, load_merged, load_trained
 from gleam_models.gleamx.config import GleamXModelConfig
 from gleam_models.gleamx.data import FeatureCache, PairInput, pad_batch, prompt_ids
 from gleam_models.gleamx.fact_probes import PROBES_FILE, FactProbes, hint_text
+from gleam_models.gleamx.model_dir import MERGED_FORMAT, VLM_ADAPTER_FORMAT, VLM_MERGED_FORMAT, read_model_meta
 from gleam_models.gleamx.prompts import check_language, parse_verdict
 from gleam_models.gleamx.stance import StanceGuard
-from gleam_models.gleamx.vlm import VLM_ADAPTER_FORMAT, VLM_MERGED_FORMAT
 
 
 @dataclass

@@ -15,9 +15,9 @@ import torch
 from data_assets.errors import DataError
 from data_assets.io import atomic_directory, load_image, read_json, sha256_text, write_json
 from gleam_models.gleamx.data import IGNORE
+from gleam_models.gleamx.model_dir import VLM_ADAPTER_FORMAT, VLM_MERGED_FORMAT
 from gleam_models.gleamx.prompts import IMAGE_MARKER, SYSTEM, instruction
 
-VLM_ADAPTER_FORMAT, VLM_MERGED_FORMAT = "gleamx-vlm-adapter/1", "gleamx-vlm-merged/1"
 CONNECTORS = ("multi_modal_projector", "connector", "merger", "mm_projector")  # names across VLM families
 
 

@@ -50,3 +50,11 @@ def test_config_show_drops_the_entries_an_override_removed():
     [line] = [line for line in shown.stdout.splitlines() if line.strip().startswith("presets:")]
     assert line.split("#")[0].strip() == "presets: {}" and "<- --set" in line
     assert not any(row.strip().startswith("paper:") for row in shown.stdout.splitlines())  # not shown as if still on
+
+
+def test_a_wrong_model_path_is_checked_before_torch_loads():
+    """`gleam explain` / `gleamx-merge` check --model with this module first: a typo is told at once."""
+    code = ("import sys; import gleam_models.gleamx.model_dir; "
+            f"print(','.join(m for m in {HEAVY + ['peft']!r} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "", f"importing gleam_models.gleamx.model_dir loads {loaded}"
