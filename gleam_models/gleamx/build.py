@@ -28,7 +28,6 @@ from gleam_models.gleamx.modeling import GleamXConfig, GleamXForConditionalGener
 from gleam_models.gleamx.prompts import fallback_chat_template
 
 
-
 def resolve_path(path: str | Path, base_dir: Path) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else Path(base_dir) / p
