@@ -11,6 +11,10 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
+# pytest-xdist workers for `make test`; tests of one file stay on one worker (their fixtures are built once).
+# On 2 cores, 2 workers took the suite from 13 min 54 s to 10 min 6 s (one run each, same machine).
+TEST_WORKERS ?= 2
+
 .PHONY: setup run test repro ui bench clean
 
 setup:             ## create .venv (project) and .venv-dvc (DVC), install registry assets
@@ -24,7 +28,7 @@ run: setup         ## the main job on the embedded default, through Dagster
 
 test: setup        ## the test suite (first installs Debian's Chromium for the browser test, as root)
 	@bash scripts/install_browser.sh || [ "$${CI:-}" != true ]
-	pytest -q
+	pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 repro: setup       ## the same stages through DVC
 	dvc repro
