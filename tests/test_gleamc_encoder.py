@@ -1,6 +1,8 @@
 """GLEAM-C encoder: registry ImageNet weights mapped completely, clear errors, embedding function."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import timm
@@ -12,7 +14,8 @@ from data_assets.errors import ConfigError
 from data_assets.registry_assets import asset_path
 from gleam_models.config import EncoderConfig
 from gleam_models.embed import make_embed_fn
-from gleam_models.encoder import create_encoder, load_backbone_weights, load_encoder, read_state_dict
+from gleam_models.encoder import (create_encoder, load_backbone_weights, load_encoder, map_state_dict,
+                                  read_state_dict)
 from gleam_models.checkpoint import save_model
 from gleam_models.synthetic import make_synthetic_dataset
 
@@ -49,9 +52,40 @@ def test_default_encoder_uses_all_backbone_weights_and_drops_only_the_head():
 
 
 def test_efficientnet_lite0_registry_weights_map():
-    encoder = create_encoder(EncoderConfig(backbone="efficientnet_lite0", weights="registry:efficientnet_lite0",
+    encoder = create_encoder(EncoderConfig(backbone="tf_efficientnet_lite0", weights="registry:efficientnet_lite0",
                                            input_size=SMALL, embed_dim=64))
     assert encoder.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 64)
+    torch.testing.assert_close(encoder.mean.flatten(), torch.full((3,), 0.5))  # TF Lite0: inputs in [-1, 1]
+
+
+@pytest.mark.parametrize("backbone, weights", [("efficientnet_lite0", "registry:efficientnet_lite0"),
+                                               ("mobilenetv2_050", "registry:mobilenet_v2")])
+def test_registry_weights_on_a_look_alike_backbone_are_refused(backbone, weights):
+    with pytest.raises(ValueError, match=r"set model.backbone: (tf_efficientnet_lite0|mobilenetv2_100)"):
+        EncoderConfig(backbone=backbone, weights=weights)
+
+
+def test_the_tf_ported_lite0_weights_classify_a_real_photo_only_as_tf_efficientnet_lite0():
+    """The registry Lite0 weights, with the head, on matplotlib's photo of Grace Hopper: timm's
+    tf_efficientnet_lite0 (TF padding, its own mean/std) reads "military uniform" (ImageNet class
+    652) as MobileNetV2 does; efficientnet_lite0 with ImageNet's mean/std ranks another class first."""
+    import matplotlib
+    from PIL import Image
+
+    photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    pixels = torch.tensor(np.asarray(Image.open(photo).convert("RGB").resize((224, 224)))).permute(2, 0, 1)[None]
+    source = read_state_dict(asset_path("efficientnet_lite0"))
+
+    def top1(arch: str) -> int:
+        net = timm.create_model(arch, pretrained=False, num_classes=1000).eval()
+        net.load_state_dict(map_state_dict(source, net.state_dict())[0], strict=True)
+        cfg = timm.data.resolve_model_data_config(net)
+        x = (pixels / 255.0 - torch.tensor(cfg["mean"]).view(1, 3, 1, 1)) / torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+        with torch.no_grad():
+            return int(net(x).argmax())
+
+    assert top1("tf_efficientnet_lite0") == 652
+    assert top1("efficientnet_lite0") != 652
 
 
 def test_unknown_backbone_suggests_close_names():
