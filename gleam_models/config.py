@@ -62,8 +62,9 @@ class EncoderConfig(Section):
             return self  # unknown assets fail where the file is looked up, with the list of known ones
         arch, what = REGISTRY_WEIGHTS_BACKBONE[asset]
         if self.backbone.split(".")[0] != arch:
-            raise ValueError(f"weights registry:{asset} are {what}: set model.backbone: {arch} "
-                             f"(got {self.backbone!r})")
+            raise ValueError(f"model.weights registry:{asset} are {what} and fit only model.backbone: {arch} "
+                             f"(got {self.backbone!r}); change the backbone, or point model.weights at a file, "
+                             "hub or none")
         return self
 
 
