@@ -22,8 +22,8 @@ VIEWS = ("satellite", "uav", "street_map", "panorama", "ground")  # satellite = 
 # on the right one) and retrieve worse (embedded val mean R@1 17.2 against 20.0, frozen).
 REGISTRY_WEIGHTS_BACKBONE: dict[str, tuple[str, str]] = {
     "mobilenet_v2": ("mobilenetv2_100", "torchvision's MobileNetV2 (width 1.0)"),
-    "efficientnet_lite0": ("tf_efficientnet_lite0", "EfficientNet-Lite0 ported from TensorFlow: TF 'same' "
-                           "padding and inputs scaled to [-1, 1], which timm builds as tf_efficientnet_lite0"),
+    "efficientnet_lite0": ("tf_efficientnet_lite0", "EfficientNet-Lite0 ported from TensorFlow (TF 'same' "
+                           "padding, inputs scaled to [-1, 1])"),
 }
 
 
