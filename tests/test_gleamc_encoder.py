@@ -41,7 +41,7 @@ def test_mobilenet_v2_registry_weights_map_every_key_and_classify_like_torchvisi
 
 def test_default_encoder_uses_all_backbone_weights_and_drops_only_the_head():
     source = read_state_dict(asset_path("mobilenet_v2"))
-    encoder = create_encoder(EncoderConfig(input_size=SMALL))
+    encoder = create_encoder(EncoderConfig(backbone="mobilenetv2_100", weights="registry:mobilenet_v2", input_size=SMALL))
     state = encoder.backbone.state_dict()
     assert len(state) == len(source) - 2  # classifier.1.weight/bias are the only unused tensors
     torch.testing.assert_close(state["conv_stem.weight"], source["features.0.0.weight"])
