@@ -12,8 +12,9 @@ export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
 # pytest-xdist workers for `make test`; tests of one file stay on one worker (their fixtures are built once).
-# On 2 cores, 2 workers took the suite from 13 min 54 s to 10 min 6 s (one run each, same machine).
-TEST_WORKERS ?= 2
+# On 2 cores, 2 workers took the suite from 13 min 54 s to 10 min 6 s (one run each, same machine), but
+# one 2-worker run lost a line of test_pipeline_command's stderr check (not yet understood): 0 = serial.
+TEST_WORKERS ?= 0
 
 .PHONY: setup run test repro ui bench clean
 
