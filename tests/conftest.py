@@ -18,8 +18,8 @@ for var, sub in [("DAGSTER_HOME", "dagster"), ("HF_HOME", "hf"), ("TORCH_HOME", 
 (_TMP / "dagster" / "dagster.yaml").write_text((PROJECT_ROOT / "orchestration" / "dagster.yaml").read_text())
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-# `make test` runs two pytest-xdist workers: one torch thread each, since two workers of two threads on
-# two cores oversubscribe them and torch then slows down far more than 2x.
+# Under pytest-xdist (`make test TEST_WORKERS=2`) one torch thread per worker: two workers of two
+# threads on two cores oversubscribe them and torch then slows down far more than 2x.
 os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
 
 

@@ -39,7 +39,7 @@ def test_mobilenet_v2_registry_weights_map_every_key_and_classify_like_torchvisi
         torch.testing.assert_close(timm_model(x), reference(x), rtol=1e-4, atol=1e-4)
 
 
-def test_default_encoder_uses_all_backbone_weights_and_drops_only_the_head():
+def test_mobilenet_v2_encoder_uses_all_backbone_weights_and_drops_only_the_head():
     source = read_state_dict(asset_path("mobilenet_v2"))
     encoder = create_encoder(EncoderConfig(backbone="mobilenetv2_100", weights="registry:mobilenet_v2", input_size=SMALL))
     state = encoder.backbone.state_dict()
